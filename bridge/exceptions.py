@@ -1,0 +1,51 @@
+"""The toolkit's exceptions, rooted at one class.
+
+    BridgeError
+    ├── ConfigurationError        start-up stops; the CLI prints it and exits 2
+    │   ├── DatabaseURLError      an unusable DATABASE_URL or a missing driver
+    │   ├── ManifestError         migration.toml cannot be read or names unknown routes
+    │   └── ImportStringError     "module:attribute" names nothing usable
+    └── PageNotFound              a page number past the end (Flask-SQLAlchemy's abort(404))
+
+Every message is one line that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base class of every error raised by the toolkit."""
+
+
+class ConfigurationError(BridgeError):
+    """The configuration cannot work; raised before the server binds its port."""
+
+
+class DatabaseURLError(ConfigurationError):
+    """The database URL is unusable, or the driver it needs is not installed."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class ManifestError(ConfigurationError):
+    """The manifest cannot be read, or disagrees with the apps it names."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class ImportStringError(ConfigurationError):
+    """An import string such as ``"package.module:create_app"`` names nothing usable."""
+
+    def __init__(self, message: str, *, import_string: str) -> None:
+        super().__init__(message)
+        self.import_string = import_string
+
+
+class PageNotFound(BridgeError):
+    """The requested page is out of range, where Flask-SQLAlchemy would ``abort(404)``."""
+
+    status_code = 404
