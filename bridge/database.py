@@ -47,7 +47,8 @@ class DatabaseSettings:
 
     url: str = DEFAULT_DATABASE_URL
     async_driver: AsyncDriver | None = None
-    pool_size: int = 10
+    # SQLAlchemy's own pool defaults: each side of each worker opens up to 15.
+    pool_size: int = 5
     max_overflow: int = 10
     pool_recycle: int = 1800
     pool_pre_ping: bool = True

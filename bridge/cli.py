@@ -1,0 +1,149 @@
+"""``flask2fastapi``: run the hybrid server and list where each route stands.
+
+Configuration errors print one line on stderr and exit with status 2, before
+any port is bound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .database import DatabaseSettings
+from .exceptions import BridgeError
+from .hybrid import MANIFEST_ENV, build_hybrid
+from .manifest import Manifest, load_manifest
+from .routing import RouteTable
+
+DEFAULT_MANIFEST = "migration.toml"
+EXIT_CONFIG_ERROR = 2
+
+
+@click.group()
+@click.version_option(package_name="flask2fastapi")
+def main() -> None:
+    """Serve a Flask app and its FastAPI ports as one server, one route at a time."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes.")
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(dir_okay=False),
+    help=f"The manifest; default ./{DEFAULT_MANIFEST} if present, else the demo's.",
+)
+@click.option("--database-url", envvar="DATABASE_URL", help="Overrides DATABASE_URL.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    manifest_path: str | None,
+    database_url: str | None,
+    log_level: str,
+) -> None:
+    """Run the hybrid server with uvicorn."""
+    import uvicorn
+
+    with _config_errors():
+        if database_url:
+            os.environ["DATABASE_URL"] = database_url
+        DatabaseSettings.from_env().check_drivers()
+        manifest = load_manifest(_manifest_path(manifest_path))
+        # Built here even with several workers: a bad manifest or app fails
+        # before the port is bound, and the apps' first start (a demo database
+        # being created) happens once, not once per worker.
+        app = build_hybrid(manifest)
+    os.environ[MANIFEST_ENV] = str(manifest.path)
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
+    else:
+        uvicorn.run(
+            "bridge.hybrid:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            lifespan="on",
+        )
+
+
+@main.command()
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(dir_okay=False),
+    help=f"The manifest; default ./{DEFAULT_MANIFEST} if present, else the demo's.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def routes(manifest_path: str | None, as_json: bool) -> None:
+    """List every Flask route, its state and whether an async port exists."""
+    with _config_errors():
+        table = route_table(load_manifest(_manifest_path(manifest_path)))
+    rows = [
+        {
+            "method": route.method,
+            "rule": route.rule,
+            "endpoint": route.endpoint,
+            "state": route.state.value,
+            "ported": route.ported,
+        }
+        for route in sorted(table.routes, key=lambda r: (r.rule, r.method))
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(_table(rows))
+
+
+def route_table(manifest: Manifest) -> RouteTable:
+    hybrid = build_hybrid(manifest)
+    hybrid.legacy.shutdown()
+    return hybrid.routes
+
+
+def _manifest_path(given: str | None) -> str:
+    if given:
+        return given
+    if Path(DEFAULT_MANIFEST).is_file():
+        return DEFAULT_MANIFEST
+    from async_app import DEMO_MANIFEST
+
+    return str(DEMO_MANIFEST)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    headers = ["method", "rule", "endpoint", "state", "ported"]
+    cells = [
+        [str(row[h]).lower() if h == "ported" else str(row[h]) for h in headers] for row in rows
+    ]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    lines = [headers, *cells]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+@contextmanager
+def _config_errors() -> Iterator[None]:
+    try:
+        yield
+    except BridgeError as exc:
+        click.echo(f"flask2fastapi: error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG_ERROR)

@@ -1,0 +1,57 @@
+"""JSON responses byte for byte as Flask's ``jsonify`` writes them.
+
+Flask sorts keys, escapes non-ASCII, writes compact separators and ends the
+body with a newline; Starlette's ``JSONResponse`` does none of these. Clients
+that hash, sign or cache bodies notice, so ports answer with
+:class:`FlaskJSONResponse` (make it the app's ``default_response_class``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+import json
+import uuid
+from datetime import date
+from typing import Any
+
+from starlette.responses import JSONResponse, Response
+from werkzeug.http import http_date
+from werkzeug.utils import redirect
+
+
+def flask_default(value: Any) -> Any:
+    """Flask's fallback encoder: dates as HTTP dates, decimals and UUIDs as strings."""
+    if isinstance(value, date):
+        return http_date(value)
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "__html__"):
+        return str(value.__html__())
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def flask_json_dumps(content: Any) -> bytes:
+    """``jsonify(content).data`` outside debug mode."""
+    text = json.dumps(content, default=flask_default, sort_keys=True, separators=(",", ":"))
+    return f"{text}\n".encode()
+
+
+class FlaskJSONResponse(JSONResponse):
+    """A ``JSONResponse`` whose body is what Flask's ``jsonify`` would write."""
+
+    def render(self, content: Any) -> bytes:
+        return flask_json_dumps(content)
+
+
+def flask_redirect(location: str, code: int = 302) -> Response:
+    """Flask's ``redirect(location, code)``: the same status, ``Location`` and HTML body."""
+    legacy = redirect(location, code)
+    return Response(
+        legacy.get_data(),
+        status_code=code,
+        headers={"Location": legacy.headers["Location"]},
+        media_type=legacy.headers["Content-Type"],
+    )

@@ -1,0 +1,188 @@
+"""Which side answers a request: the Flask URL map plus the manifest.
+
+A request is matched against the legacy app's URL map to find its Flask rule;
+the rule's state in the manifest picks the side. A request that matches no
+Flask rule goes to FastAPI when FastAPI has a route for it, and to Flask
+otherwise, so that unknown URLs keep the legacy 404.
+
+Nothing here does I/O: the table is built once at start-up from the two apps'
+route lists and consulted per request.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, RequestRedirect, Rule
+
+from .exceptions import ManifestError
+from .manifest import Manifest, RouteKey, RouteState
+
+# Flask adds these to every rule by itself; they follow the route's GET or
+# are answered by Flask's own automatic OPTIONS.
+AUTOMATIC_METHODS = frozenset({"HEAD", "OPTIONS"})
+
+_FLASK_VARIABLE = re.compile(r"<(?:[^<>:]+:)?(?P<name>[^<>:]+)>")
+
+
+class Side(StrEnum):
+    LEGACY = "legacy"
+    ASYNC = "async"
+
+
+@dataclass(frozen=True)
+class FlaskRoute:
+    """One method of one Flask rule, as ``flask2fastapi routes`` lists it."""
+
+    method: str
+    rule: str
+    endpoint: str
+    state: RouteState
+    ported: bool
+
+    @property
+    def key(self) -> RouteKey:
+        return RouteKey(self.method, self.rule)
+
+
+# Values tried for each variable of a Flask rule, to make a concrete path that
+# the rule matches: int, float, uuid, string and path converters accept one.
+_SAMPLE_VALUES = ("1", "1.5", "00000000-0000-0000-0000-000000000000", "x", "x/y")
+
+
+def sample_path(rule: Rule) -> str | None:
+    """A concrete path that *rule* matches, such as ``/api/products/1``; ``None`` if
+    no sample value fits one of its converters (a custom converter)."""
+    values: dict[str, str] = {}
+    for name, converter in rule._converters.items():
+        fitting = [v for v in _SAMPLE_VALUES if re.fullmatch(converter.regex, v)]
+        if not fitting:
+            return None
+        values[name] = fitting[0]
+    return _FLASK_VARIABLE.sub(lambda m: values[m.group("name")], rule.rule)
+
+
+def async_serves(routes: Iterable[BaseRoute], method: str, path: str) -> bool:
+    """Whether a FastAPI or Starlette route list fully matches ``method path``."""
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+    return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+
+def flask_routes(url_map: Map) -> Iterator[tuple[str, Rule]]:
+    """Every ``(method, rule)`` of a Flask URL map, without the automatic methods."""
+    for rule in url_map.iter_rules():
+        methods = set(rule.methods or ())
+        explicit = methods - AUTOMATIC_METHODS or methods
+        for method in sorted(explicit):
+            yield method, rule
+
+
+class RouteTable:
+    """The manifest checked against both apps, ready to answer "which side?"."""
+
+    def __init__(
+        self,
+        url_map: Map,
+        async_routes: Iterable[BaseRoute],
+        manifest: Manifest,
+    ) -> None:
+        self.url_map = url_map
+        self.async_routes = list(async_routes)
+        self.manifest = manifest
+        self.routes = [
+            FlaskRoute(
+                method=method,
+                rule=rule.rule,
+                endpoint=rule.endpoint,
+                state=manifest.state(method, rule.rule),
+                ported=_is_ported(self.async_routes, method, rule),
+            )
+            for method, rule in flask_routes(url_map)
+        ]
+        self._states = {route.key: route.state for route in self.routes}
+        self._check(manifest)
+
+    def _check(self, manifest: Manifest) -> None:
+        known = {route.key: route for route in self.routes}
+        for key, state in manifest.routes.items():
+            if key not in known:
+                raise ManifestError(
+                    f"route {key} matches no rule of the Flask app{_closest(key, known)}",
+                    path=manifest.path,
+                )
+            if state is RouteState.ASYNC and not known[key].ported:
+                raise ManifestError(
+                    f"route {key} is async but the FastAPI app has no {key.method} route "
+                    f"for {key.rule}: port it first or set it to legacy",
+                    path=manifest.path,
+                )
+
+    def side_for(self, scope: Scope) -> Side:
+        """The side that answers this HTTP request."""
+        rule = self.match_rule(scope)
+        if rule is None:
+            return Side.ASYNC if self._async_matches(scope) else Side.LEGACY
+        method = scope["method"]
+        state = self._states.get(RouteKey(method, rule.rule))
+        if state is None and method == "HEAD":
+            state = self._states.get(RouteKey("GET", rule.rule))
+        if state is RouteState.ASYNC and self._async_matches(scope):
+            return Side.ASYNC
+        return Side.LEGACY
+
+    def match_rule(self, scope: Scope) -> Rule | None:
+        """The Flask rule the request matches, or ``None``.
+
+        A method the rule does not allow, or a redirect that Flask's routing
+        would answer (a missing trailing slash), is the legacy side's to answer.
+        """
+        adapter = self.url_map.bind(
+            _host(scope),
+            script_name=scope.get("root_path") or "/",
+            url_scheme=scope.get("scheme", "http"),
+        )
+        path = scope["path"]
+        root_path = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        try:
+            rule, _ = adapter.match(path or "/", method=scope["method"], return_rule=True)
+        except (MethodNotAllowed, RequestRedirect):
+            return _PASS_TO_LEGACY
+        except NotFound:
+            return None
+        return rule
+
+    def _async_matches(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] is Match.FULL for route in self.async_routes)
+
+
+def _is_ported(routes: list[BaseRoute], method: str, rule: Rule) -> bool:
+    path = sample_path(rule)
+    return path is not None and async_serves(routes, method, path)
+
+
+# A rule that no manifest key names: its requests always go to the legacy side.
+_PASS_TO_LEGACY = Rule("/<path:__bridge_unmatched__>", endpoint="__bridge_unmatched__")
+
+
+def _host(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return str(value.decode("latin-1"))
+    server: Any = scope.get("server")
+    return f"{server[0]}:{server[1]}" if server else "localhost"
+
+
+def _closest(key: RouteKey, known: Mapping[RouteKey, FlaskRoute]) -> str:
+    names = [str(k) for k in known]
+    matches = difflib.get_close_matches(str(key), names, n=3, cutoff=0.5)
+    return f"; closest: {', '.join(matches)}" if matches else ""
