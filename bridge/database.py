@@ -91,7 +91,7 @@ class DatabaseSettings:
                     "give a file, such as sqlite:///app.sqlite3",
                     url=self.url,
                 )
-            return url, "sqlite", None
+            return _absolute_sqlite(url), "sqlite", None
         if backend in _POSTGRES_NAMES and (driver or None) in _POSTGRES_DRIVERS:
             from_url: AsyncDriver | None = driver if driver in ("asyncpg", "psycopg") else None  # type: ignore[assignment]
             if from_url and self.async_driver and from_url != self.async_driver:
@@ -194,6 +194,16 @@ def configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
+
+
+def _absolute_sqlite(url: URL) -> URL:
+    # Flask-SQLAlchemy reads a relative SQLite path from the app's instance
+    # folder, the async side from the working directory: anchor it to the
+    # working directory here, so that both sides open the same file.
+    database = url.database or ""
+    if database.startswith("file:") or os.path.isabs(database):
+        return url
+    return url.set(database=os.path.abspath(database))
 
 
 def _postgres_query(url: URL, driver: str) -> URL:

@@ -39,7 +39,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 T = TypeVar("T")
 
@@ -73,8 +73,11 @@ Step: TypeAlias = Executable | Add | Delete | Flush
 Operation: TypeAlias = Generator[Step, Any, T]
 
 
-def run_sync(session: Session, operation: Operation[T]) -> T:
-    """Run *operation* to completion on a sync session and return its result."""
+def run_sync(session: Session | scoped_session[Session], operation: Operation[T]) -> T:
+    """Run *operation* to completion on a sync session and return its result.
+
+    *session* may be Flask-SQLAlchemy's ``db.session`` (a ``scoped_session``).
+    """
     value: Any = None
     error: BaseException | None = None
     try:
@@ -109,7 +112,7 @@ async def run_async(session: AsyncSession, operation: Operation[T]) -> T:
         operation.close()
 
 
-def _sync_step(session: Session, step: Step) -> Any:
+def _sync_step(session: Session | scoped_session[Session], step: Step) -> Any:
     if isinstance(step, Add):
         session.add_all(step.objects)
         return None

@@ -38,9 +38,7 @@ class ConflictError(DomainError):
 
 class OutOfStockError(ConflictError):
     def __init__(self, product_id: int, requested: int, available: int) -> None:
-        super().__init__(
-            f"product {product_id} has {available} in stock, {requested} requested"
-        )
+        super().__init__(f"product {product_id} has {available} in stock, {requested} requested")
         self.product_id = product_id
         self.requested = requested
         self.available = available
@@ -50,3 +48,9 @@ class ValidationError(DomainError):
     """The request's input is not acceptable; answered with 400."""
 
     status_code = 400
+
+
+LOGIN_REQUIRED = "log in to do this"
+ADMIN_ONLY = "only an admin can do this"
+POOL_TIMEOUT_MESSAGE = "the database is busy; try again in a moment"
+INVALID_CREDENTIALS = "invalid email or password"
