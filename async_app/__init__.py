@@ -1,0 +1,56 @@
+"""The demo shop's routes ported to FastAPI and async SQLAlchemy.
+
+Each port answers exactly as its legacy route in ``legacy_flask_app`` does:
+the same statuses, headers, JSON bytes and error envelope, through the same
+repositories, serializers and validation in :mod:`shop`. The hybrid server
+sends a route here once ``migration.toml`` says ``async``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import Depends, FastAPI
+
+from bridge.asyncdb import AsyncDatabase
+from bridge.database import DatabaseSettings
+from bridge.errors import install_error_envelope
+from bridge.responses import FlaskJSONResponse
+from bridge.sessions import FlaskSessionConfig, FlaskSessionMiddleware
+from shop.config import secret_key as configured_secret_key
+from shop.errors import POOL_TIMEOUT_MESSAGE, error_body
+
+from . import auth, catalog, orders
+from .errors import install_domain_errors
+from .security import load_current_user
+
+DEMO_MANIFEST = Path(__file__).with_name("migration.toml")
+"""The demo's manifest, used by ``flask2fastapi`` when no ./migration.toml exists."""
+
+
+def create_app(
+    settings: DatabaseSettings | None = None, *, secret_key: str | None = None
+) -> FastAPI:
+    """Build the app; the database and secret key come from the environment by default."""
+    database = AsyncDatabase(settings)
+    app = FastAPI(
+        lifespan=database.lifespan,
+        default_response_class=FlaskJSONResponse,
+        # Flask answers /api/products/ with 404, never a redirect; nor may the port.
+        redirect_slashes=False,
+        # The legacy app serves no docs; a port must not add URLs the legacy app lacks.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # Flask's before_request loads the user for every request; so does the port.
+        dependencies=[Depends(load_current_user)],
+    )
+    database.install(app)
+    install_error_envelope(app, error_body, messages={503: POOL_TIMEOUT_MESSAGE})
+    install_domain_errors(app)
+    app.include_router(auth.router)
+    app.include_router(catalog.router)
+    app.include_router(orders.router)
+    key = secret_key or configured_secret_key()
+    app.add_middleware(FlaskSessionMiddleware, config=FlaskSessionConfig(secret_key=key))
+    return app

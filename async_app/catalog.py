@@ -1,0 +1,82 @@
+"""Ports of ``legacy_flask_app.catalog``: the product list and detail, the SKU
+redirect, categories, and reviews."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from sqlalchemy import Select
+from starlette.responses import Response
+
+from bridge import compat
+from bridge.asyncdb import DbSession
+from bridge.pagination import page_args, paginate
+from bridge.repository import run_async
+from bridge.responses import FlaskJSONResponse, flask_redirect
+from shop import repositories as repo
+from shop import validation
+from shop.models import Product
+from shop.serializers import category_json, page_json, product_json, review_json
+
+from .security import CurrentUser
+
+router = APIRouter(prefix="/api")
+
+MAX_PER_PAGE = 50
+
+
+def product_list_from_args(request: Request) -> Select[tuple[Product]]:
+    """The product list the query arguments ask for."""
+    return repo.product_list_select(
+        category=compat.arg(request, "category"),
+        q=compat.arg(request, "q"),
+        min_price=compat.arg(request, "min_price", type=int),
+        max_price=compat.arg(request, "max_price", type=int),
+        in_stock=compat.arg(request, "in_stock", type=validation.flag),
+        sort=compat.arg(request, "sort", "name"),
+    )
+
+
+@router.get("/products", name="catalog.list_products")
+async def list_products(request: Request, session: DbSession) -> FlaskJSONResponse:
+    statement = product_list_from_args(request)
+    page, per_page = page_args(compat.args(request), max_per_page=MAX_PER_PAGE)
+    products = await run_async(session, paginate(statement, page=page, per_page=per_page))
+    return FlaskJSONResponse(page_json(products, product_json))
+
+
+@router.get("/products/{product_id:int}", name="catalog.get_product")
+async def get_product(product_id: int, session: DbSession) -> FlaskJSONResponse:
+    product = await run_async(session, repo.get_product(product_id))
+    return FlaskJSONResponse(product_json(product))
+
+
+@router.get("/products/sku/{sku}", name="catalog.product_by_sku")
+async def product_by_sku(sku: str, request: Request, session: DbSession) -> Response:
+    product = await run_async(session, repo.product_by_sku(sku))
+    if product is None:
+        raise HTTPException(404, detail=f"no product has sku {sku}")
+    return flask_redirect(compat.url_for(request, "catalog.get_product", product_id=product.id))
+
+
+@router.get("/categories", name="catalog.list_categories")
+async def list_categories(session: DbSession) -> FlaskJSONResponse:
+    categories = await run_async(session, repo.category_counts())
+    return FlaskJSONResponse({"items": [category_json(category) for category in categories]})
+
+
+@router.get("/products/{product_id:int}/reviews", name="catalog.list_reviews")
+async def list_reviews(product_id: int, request: Request, session: DbSession) -> FlaskJSONResponse:
+    await run_async(session, repo.get_product(product_id))
+    page, per_page = page_args(compat.args(request), max_per_page=MAX_PER_PAGE)
+    statement = repo.reviews_select(product_id)
+    reviews = await run_async(session, paginate(statement, page=page, per_page=per_page))
+    return FlaskJSONResponse(page_json(reviews, review_json))
+
+
+@router.post("/products/{product_id:int}/reviews", name="catalog.create_review")
+async def create_review(
+    product_id: int, request: Request, user: CurrentUser, session: DbSession
+) -> FlaskJSONResponse:
+    data = validation.new_review(await compat.get_json(request))
+    review = await run_async(session, repo.create_review(product_id, user.id, data))
+    return FlaskJSONResponse(review_json(review), status_code=201)
