@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api")
 MAX_PER_PAGE = 50
 
 
-def product_list_from_args(request: Request) -> Select[tuple[Product]]:
+def product_list_from_args(request: Request) -> Select[Product]:
     """The product list the query arguments ask for."""
     return repo.product_list_select(
         category=compat.arg(request, "category"),

@@ -72,10 +72,10 @@ def install_error_envelope(
 
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        detail = exc.detail if isinstance(exc.detail, str) else None
+        detail: str | None = exc.detail if isinstance(exc.detail, str) else None
         if detail == HTTPStatus(exc.status_code).phrase:
             detail = None  # Starlette's own 404/405 carry the phrase, not a message
-        return respond(exc.status_code, detail, exc.headers)
+        return respond(exc.status_code, detail, dict(exc.headers or {}))
 
     async def validation_error(_request: Request, _exc: Exception) -> JSONResponse:
         return respond(400, None)

@@ -93,7 +93,7 @@ class HybridApp:
         error = RequestEntityTooLarge(
             f"The request body is larger than the limit of {limit} bytes."
         )
-        status, headers, body = flask_error_response(self.flask_app, error, environ)
+        status, headers, body = flask_error_response(self.flask_app, error, dict(environ))
         headers = [(k, v) for k, v in headers if k not in (b"content-length", b"connection")]
         headers += [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
         await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -134,11 +134,11 @@ def _routes(table: Mapping[str, Any]) -> dict[RouteKey, RouteState]:
 
 
 def _state(key: str, value: object) -> RouteState:
-    try:
-        return RouteState(value)
-    except ValueError:
-        choices = ", ".join(state.value for state in RouteState)
-        raise ManifestError(f"route {key!r} has state {value!r}: use one of {choices}") from None
+    for state in RouteState:
+        if value == state.value:
+            return state
+    choices = ", ".join(state.value for state in RouteState)
+    raise ManifestError(f"route {key!r} has state {value!r}: use one of {choices}")
 
 
 def _options(table: Mapping[str, Any]) -> BridgeOptions:

@@ -115,7 +115,7 @@ class FlaskSessionCookie:
 
     def __init__(self, config: FlaskSessionConfig) -> None:
         self.config = config
-        keys = [*config.secret_key_fallbacks, config.secret_key]  # the last one signs
+        keys: list[Any] = [*config.secret_key_fallbacks, config.secret_key]  # the last one signs
         self.serializer = URLSafeTimedSerializer(
             keys,
             salt=SALT,

@@ -46,7 +46,7 @@ class LegacyWSGI:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http", "the legacy side only serves HTTP"
         responder = _Responder(self.app, self.executor, self.send_queue_size)
-        await responder(scope, receive, send)  # type: ignore[arg-type]
+        await responder(scope, receive, send)
 
     def shutdown(self) -> None:
         """Stop accepting work; threads finish the requests they have."""
@@ -69,9 +69,9 @@ class _Responder(WSGIResponder):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
         environ = build_environ(scope, _Body(self.loop, receive))  # type: ignore[arg-type]
-        sender = self.loop.create_task(self.sender(send))  # type: ignore[arg-type]
+        sender = self.loop.create_task(self.sender(send))
         try:
-            run = functools.partial(contextvars.copy_context().run, self.wsgi)
+            run = functools.partial(contextvars.copy_context().run, self.wsgi)  # type: ignore[call-arg]
             # On ClientDisconnected, send_error holds the cause; it is raised below.
             with contextlib.suppress(ClientDisconnected):
                 await self.loop.run_in_executor(self.executor, run, environ, self.start_response)
