@@ -51,6 +51,10 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(catalog.router)
     app.include_router(orders.router)
-    key = secret_key or configured_secret_key()
-    app.add_middleware(FlaskSessionMiddleware, config=FlaskSessionConfig(secret_key=key))
+    # The legacy app sets no other SESSION_COOKIE_* key; an app that does passes
+    # its whole Flask config here, so the cookie keeps every attribute.
+    cookie = FlaskSessionConfig.from_flask_config(
+        {"SECRET_KEY": secret_key or configured_secret_key()}
+    )
+    app.add_middleware(FlaskSessionMiddleware, config=cookie)
     return app

@@ -12,6 +12,7 @@ import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,7 +48,9 @@ class DatabaseSettings:
 
     url: str = DEFAULT_DATABASE_URL
     async_driver: AsyncDriver | None = None
-    # SQLAlchemy's own pool defaults: each side of each worker opens up to 15.
+    # pool_size and max_overflow are SQLAlchemy's defaults: each side of each
+    # worker opens up to 15 connections. The timeout is shorter than
+    # SQLAlchemy's 30 s so that a saturated pool answers 503 while clients wait.
     pool_size: int = 5
     max_overflow: int = 10
     pool_recycle: int = 1800
@@ -73,7 +76,7 @@ class DatabaseSettings:
     def with_url(self, url: str) -> DatabaseSettings:
         return replace(self, url=url)
 
-    @property
+    @cached_property
     def _parsed(self) -> tuple[URL, str, AsyncDriver | None]:
         try:
             url = make_url(self.url)
@@ -224,6 +227,7 @@ _ENV_OPTIONS: dict[str, type] = {
     "pool_recycle": int,
     "pool_pre_ping": bool,
     "pool_timeout": float,
+    "sqlite_busy_timeout": float,
 }
 
 
@@ -242,4 +246,5 @@ def _parse_option(name: str, raw: str, kind: type) -> Any:
     try:
         return kind(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigurationError(f"{name} must be {what}, got {raw!r}") from None

@@ -42,6 +42,13 @@ def status_name(code: int) -> str:
     return HTTP_STATUS_CODES.get(code, "Unknown Error")
 
 
+def _phrase(code: int) -> str | None:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return None
+
+
 def default_message(code: int) -> str:
     """The message ``abort(code)`` gives when no description is passed."""
     exception = default_exceptions.get(code)
@@ -73,7 +80,7 @@ def install_error_envelope(
     async def http_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         detail: str | None = exc.detail if isinstance(exc.detail, str) else None
-        if detail == HTTPStatus(exc.status_code).phrase:
+        if detail == _phrase(exc.status_code):
             detail = None  # Starlette's own 404/405 carry the phrase, not a message
         return respond(exc.status_code, detail, dict(exc.headers or {}))
 

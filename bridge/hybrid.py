@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 
+import anyio.to_thread
 from a2wsgi.wsgi import build_environ
 from fastapi import FastAPI
 from flask import Flask
@@ -55,7 +56,10 @@ class HybridApp:
             return
         scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if b"_" not in k]}
         side = self.routes.side_for(scope)
-        body = await self._read_body(scope, receive)
+        try:
+            body = await self._read_body(scope, receive)
+        except _ClientGone:
+            return  # no side sees half a body
         if body is None:
             await self._too_large(scope, self._tag(send, Side.LEGACY))
             return
@@ -73,7 +77,7 @@ class HybridApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise _ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -93,7 +97,11 @@ class HybridApp:
         error = RequestEntityTooLarge(
             f"The request body is larger than the limit of {limit} bytes."
         )
-        status, headers, body = flask_error_response(self.flask_app, error, dict(environ))
+        # Off the event loop, in case the app's error handler does I/O; not in the
+        # legacy side's own pool, whose threads this answer is meant to spare.
+        status, headers, body = await anyio.to_thread.run_sync(
+            flask_error_response, self.flask_app, error, dict(environ)
+        )
         headers = [(k, v) for k, v in headers if k not in (b"content-length", b"connection")]
         headers += [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -133,6 +141,10 @@ def build_hybrid(manifest: Manifest) -> HybridApp:
 def app_from_env() -> HybridApp:
     """Factory for uvicorn workers: the manifest path comes from the environment."""
     return build_hybrid(load_manifest(os.environ[MANIFEST_ENV]))
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -8,6 +8,7 @@ The attribute may be the app itself or a factory called with no arguments, as
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,7 +45,7 @@ def import_object(import_string: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name == module_name or module_name.startswith(f"{exc.name}."):
             raise ImportStringError(
                 f"cannot import {module_name!r} named by {import_string!r}: "
                 "check the spelling, or run from the folder that contains it",
@@ -69,8 +70,8 @@ def _load(import_string: str | None, kind: type[T], key: str, manifest_path: str
             path=manifest_path,
         )
     found = import_object(import_string)
-    if not isinstance(found, kind) and callable(found) and not isinstance(found, type):
-        found = found()
+    if not isinstance(found, kind) and inspect.isroutine(found):
+        found = found()  # a factory, as `flask --app` accepts
     if not isinstance(found, kind):
         raise ImportStringError(
             f"{import_string!r} gave {type(found).__name__}, not a {kind.__name__} app",

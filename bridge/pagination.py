@@ -23,7 +23,6 @@ from .repository import Operation
 T = TypeVar("T")
 
 DEFAULT_PER_PAGE = 20
-DEFAULT_MAX_PER_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -71,10 +70,14 @@ def page_args(
     *,
     page: int | None = None,
     per_page: int | None = None,
-    max_per_page: int | None = DEFAULT_MAX_PER_PAGE,
+    max_per_page: int | None = None,
     error_out: bool = True,
 ) -> tuple[int, int]:
     """Return ``(page, per_page)`` from query *args*, as Flask-SQLAlchemy reads them.
+
+    *args* may be Starlette's ``request.query_params``: of a repeated argument
+    the first value counts, as in Werkzeug. ``max_per_page`` is not set by
+    default, as in ``db.paginate``.
 
     Raises :class:`PageNotFound` where Flask-SQLAlchemy would abort with 404:
     a value that is not an integer, or one below 1 (unless *error_out* is false,
@@ -98,8 +101,10 @@ def page_args(
 
 
 def _int_arg(args: Mapping[str, str], name: str, default: int, error_out: bool) -> int:
+    getlist = getattr(args, "getlist", None)
+    values = getlist(name) if getlist is not None else [args[name]] if name in args else []
     try:
-        return int(args.get(name, default))
+        return int(values[0]) if values else default
     except (TypeError, ValueError):
         if error_out:
             raise PageNotFound(f"{name} must be an integer") from None

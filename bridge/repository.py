@@ -73,7 +73,7 @@ Step: TypeAlias = Executable | Add | Delete | Flush
 Operation: TypeAlias = Generator[Step, Any, T]
 
 
-def run_sync(session: Session | scoped_session[Session], operation: Operation[T]) -> T:
+def run_sync(session: Session | scoped_session[Any], operation: Operation[T]) -> T:
     """Run *operation* to completion on a sync session and return its result.
 
     *session* may be Flask-SQLAlchemy's ``db.session`` (a ``scoped_session``).
@@ -112,7 +112,7 @@ async def run_async(session: AsyncSession, operation: Operation[T]) -> T:
         operation.close()
 
 
-def _sync_step(session: Session | scoped_session[Session], step: Step) -> Any:
+def _sync_step(session: Session | scoped_session[Any], step: Step) -> Any:
     if isinstance(step, Add):
         session.add_all(step.objects)
         return None

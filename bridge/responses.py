@@ -2,8 +2,11 @@
 
 Flask sorts keys, escapes non-ASCII, writes compact separators and ends the
 body with a newline; Starlette's ``JSONResponse`` does none of these. Clients
-that hash, sign or cache bodies notice, so ports answer with
-:class:`FlaskJSONResponse` (make it the app's ``default_response_class``).
+that hash, sign or cache bodies notice, so ports return
+:class:`FlaskJSONResponse` explicitly. Making it the ``default_response_class``
+is not enough for routes that return a dict: FastAPI passes such a dict
+through ``jsonable_encoder`` first, which writes dates as ISO 8601 where
+``jsonify`` writes HTTP dates.
 """
 
 from __future__ import annotations

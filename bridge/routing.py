@@ -63,11 +63,19 @@ def sample_path(rule: Rule) -> str | None:
     no sample value fits one of its converters (a custom converter)."""
     values: dict[str, str] = {}
     for name, converter in rule._converters.items():
-        fitting = [v for v in _SAMPLE_VALUES if re.fullmatch(converter.regex, v)]
+        fitting = [v for v in _candidates(converter) if re.fullmatch(converter.regex, v)]
         if not fitting:
             return None
         values[name] = fitting[0]
     return _FLASK_VARIABLE.sub(lambda m: values[m.group("name")], rule.rule)
+
+
+def _candidates(converter: Any) -> Iterator[str]:
+    yield from _SAMPLE_VALUES
+    yield from sorted(getattr(converter, "items", ()))  # any(a, b)
+    length = re.search(r"\{(\d+)", converter.regex)  # string(length=n), string(minlength=n)
+    if length:
+        yield "x" * max(1, int(length.group(1)))
 
 
 def async_serves(routes: Iterable[BaseRoute], method: str, path: str) -> bool:
