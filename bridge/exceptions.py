@@ -4,7 +4,9 @@
     ├── ConfigurationError        start-up stops; the CLI prints it and exits 2
     │   ├── DatabaseURLError      an unusable DATABASE_URL or a missing driver
     │   ├── ManifestError         migration.toml cannot be read or names unknown routes
-    │   └── ImportStringError     "module:attribute" names nothing usable
+    │   ├── ImportStringError     "module:attribute" names nothing usable
+    │   └── CaseFileError         a shadow cases file has a line that is not a case
+    ├── RestoreError              a shadow run could not put the database back as it was
     └── PageNotFound              a page number past the end (Flask-SQLAlchemy's abort(404))
 
 Every message is one line that names the problem and the fix.
@@ -43,6 +45,23 @@ class ImportStringError(ConfigurationError):
     def __init__(self, message: str, *, import_string: str) -> None:
         super().__init__(message)
         self.import_string = import_string
+
+
+class CaseFileError(ConfigurationError):
+    """A line of a shadow cases file is not a request case."""
+
+    def __init__(self, message: str, *, path: str, line: int | None = None) -> None:
+        super().__init__(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+        self.path = path
+        self.line = line
+
+
+class RestoreError(BridgeError):
+    """The database could not be put back as it was; the restore was rolled back."""
+
+    def __init__(self, message: str, *, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
 
 
 class PageNotFound(BridgeError):

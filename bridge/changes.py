@@ -1,0 +1,893 @@
+"""The rows a request writes, captured per table, and the database put back as it was.
+
+A shadow comparison sends a writing request to the legacy route and to its port
+from the same database state. :class:`ChangeRecorder` makes that possible for any
+app's schema: it reflects the tables (no models are imported), snapshots every
+row and sequence before a request, and afterwards puts them back, so that the
+next side starts exactly where the first one did::
+
+    engine = create_engine(DatabaseSettings.from_env().sync_url, poolclass=NullPool)
+    recorder = ChangeRecorder(engine)
+    with recorder.capture() as legacy:
+        ...  # send the request to the legacy side
+    with recorder.capture() as port:
+        ...  # send it to the port
+    differences = compare_changes(
+        legacy.changes, port.changes, ignore_columns=["orders.created_at"]
+    )
+
+The apps write through their own engines and drivers, sync or async; the
+recorder only needs a sync engine of its own on the same database, and sees
+what they committed.
+
+Limits, all of them fine for a test database:
+
+* A snapshot reads whole tables. ``tables=`` narrows the recorder to the tables
+  a route can touch.
+* Nothing else may write to the recorded tables during a capture: not another
+  test suite sharing the database, not a background task still running after
+  the response, not an open transaction of an app (which would also make the
+  restore wait for its locks). Such writes would be counted as the request's
+  and undone with them.
+* A restore writes like any client: the database's own triggers fire (a trigger
+  that writes to a table the recorder does not record is not undone).
+* PostgreSQL sequences are put back with ``setval``; a sequence declared with
+  ``CACHE`` above 1 keeps handing out the values a session has already cached.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    delete,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.expression import literal_column
+
+from .compare import MISSING, Difference
+from .exceptions import ConfigurationError, RestoreError
+
+Row = dict[str, Any]  # column name -> value
+Key = tuple[Any, ...]  # a row's primary key; see DatabaseState for tables without one
+
+
+@dataclass(frozen=True)
+class TableChanges:
+    """What happened to one table's rows between two states."""
+
+    inserted: tuple[Row, ...]
+    updated: tuple[tuple[Row, Row], ...]  # (before, after), only rows whose values changed
+    deleted: tuple[Row, ...]
+    primary_key: tuple[str, ...] = ()  # empty: the table has none, rows are a multiset
+
+
+ChangeSet = dict[str, TableChanges]  # only tables with changes; key = table name
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    """Every row and sequence of the recorded tables at one moment.
+
+    A table without a primary key is a multiset of rows: each row's key is
+    ``(its values, n)`` for its n-th copy, so that equal contents give equal
+    states, and a changed row counts as one deleted and one inserted.
+    """
+
+    rows: dict[str, dict[Key, Row]]  # table -> primary key -> row
+    # PostgreSQL: sequences owned by the tables' columns -> the last value
+    # nextval() handed out, None if it hands out the start value next.
+    # SQLite: AUTOINCREMENT tables -> their sqlite_sequence value, None if none.
+    sequences: dict[str, int | None]
+    primary_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass
+class Capture:
+    """What :meth:`ChangeRecorder.capture` yields; ``changes`` is filled when the block exits."""
+
+    before: DatabaseState
+    changes: ChangeSet = field(default_factory=dict)
+
+
+# -- Pure: changes, comparison, summaries -------------------------------------
+
+
+def diff(before: DatabaseState, after: DatabaseState) -> ChangeSet:
+    """The rows inserted, updated and deleted from *before* to *after*, per table."""
+    changes: ChangeSet = {}
+    for table in dict.fromkeys([*before.rows, *after.rows]):
+        old, new = before.rows.get(table, {}), after.rows.get(table, {})
+        inserted = tuple(row for key, row in new.items() if key not in old)
+        deleted = tuple(row for key, row in old.items() if key not in new)
+        updated = tuple(
+            (row, new[key]) for key, row in old.items() if key in new and new[key] != row
+        )
+        if inserted or updated or deleted:
+            primary_key = before.primary_keys.get(table) or after.primary_keys.get(table, ())
+            changes[table] = TableChanges(inserted, updated, deleted, primary_key)
+    return changes
+
+
+def describe(changes: ChangeSet) -> str:
+    """A one-line summary such as ``"orders +1, order_items +2, products ~2"``."""
+    parts = []
+    for table, change in changes.items():
+        counts = (("+", change.inserted), ("~", change.updated), ("-", change.deleted))
+        parts.append(f"{table} " + " ".join(f"{sign}{len(rows)}" for sign, rows in counts if rows))
+    return ", ".join(parts) or "no changes"
+
+
+def compare_changes(
+    legacy: ChangeSet, port: ChangeSet, *, ignore_columns: Iterable[str] = ()
+) -> list[Difference]:
+    """Where the port's row changes differ from the legacy route's.
+
+    Rows that existed before are matched by primary key: a column one side
+    updated differently (or not at all) is reported at ``rows products[1].stock``,
+    a row one side deleted at ``rows products[1]``. Inserted rows are matched by
+    primary key too, unless a primary key column is ignored (ids that are meant
+    to differ) or the table has none: then they are matched as a multiset of
+    their other values, and reported at ``rows orders: inserted`` or, for two rows
+    that differ, ``rows orders[inserted #1].total``.
+
+    *ignore_columns* holds ``"table.column"`` names; ``*`` stands for any table
+    or any column (``"*.updated_at"``). Each difference's ``legacy`` and ``port``
+    are what that side left: a column's value, or the row (without its ignored
+    columns), or :data:`~bridge.compare.MISSING` where that side left no row.
+    """
+    patterns = [pattern.rpartition(".")[::2] for pattern in ignore_columns]
+    differences: list[Difference] = []
+    for table in dict.fromkeys([*legacy, *port]):
+        empty = TableChanges((), (), ())
+        ours, theirs = legacy.get(table, empty), port.get(table, empty)
+        primary_key = ours.primary_key or theirs.primary_key
+
+        def ignored(column: str, table: str = table) -> bool:
+            return any(t in ("*", table) and c in ("*", column) for t, c in patterns)
+
+        differences += _compare_inserted(table, primary_key, ours, theirs, ignored)
+        if primary_key:
+            differences += _compare_existing(table, primary_key, ours, theirs, ignored)
+        else:
+            differences += _compare_deleted_multiset(table, ours, theirs, ignored)
+    return differences
+
+
+Ignored = Callable[[str], bool]
+
+
+def _compare_inserted(
+    table: str,
+    primary_key: tuple[str, ...],
+    ours: TableChanges,
+    theirs: TableChanges,
+    ignored: Ignored,
+) -> list[Difference]:
+    if not primary_key or any(ignored(column) for column in primary_key):
+        return _compare_inserted_multiset(table, ours, theirs, ignored)
+    legacy = {_key(row, primary_key): row for row in ours.inserted}
+    port = {_key(row, primary_key): row for row in theirs.inserted}
+    differences = []
+    for key in dict.fromkeys([*legacy, *port]):
+        where = f"rows {table}[{_show_key(key)}]"
+        mine, yours = legacy.get(key), port.get(key)
+        if mine is None or yours is None:
+            side = "legacy" if yours is None else "async"
+            differences.append(
+                Difference(
+                    where, _shown(mine, ignored), _shown(yours, ignored), f"inserted by {side} only"
+                )
+            )
+        else:
+            differences += _column_differences(where, mine, yours, ignored, None)
+    return differences
+
+
+def _compare_inserted_multiset(
+    table: str, ours: TableChanges, theirs: TableChanges, ignored: Ignored
+) -> list[Difference]:
+    legacy, port = _unmatched(
+        [_project(row, ignored) for row in ours.inserted],
+        [_project(row, ignored) for row in theirs.inserted],
+    )
+    differences = []
+    for number, (mine, yours) in enumerate(_pair(legacy, port), start=1):
+        where = f"rows {table}[inserted #{number}]"
+        differences += _column_differences(where, mine, yours, ignored, None)
+    where = f"rows {table}: inserted"
+    differences += [Difference(where, row, MISSING, "inserted by legacy only") for row in legacy]
+    differences += [Difference(where, MISSING, row, "inserted by async only") for row in port]
+    return differences
+
+
+def _compare_existing(
+    table: str,
+    primary_key: tuple[str, ...],
+    ours: TableChanges,
+    theirs: TableChanges,
+    ignored: Ignored,
+) -> list[Difference]:
+    # Both sides started from the same rows, so a row's state before is the same
+    # on both; a side that left a row alone left it as it was.
+    before: dict[Key, Row] = {}
+    after: tuple[dict[Key, Row | None], dict[Key, Row | None]] = ({}, {})
+    for side, changes in zip(after, (ours, theirs), strict=True):
+        for old, new in changes.updated:
+            before[_key(old, primary_key)] = old
+            side[_key(old, primary_key)] = new
+        for old in changes.deleted:
+            before[_key(old, primary_key)] = old
+            side[_key(old, primary_key)] = None
+    differences = []
+    for key, old in before.items():
+        mine, yours = after[0].get(key, old), after[1].get(key, old)
+        where = f"rows {table}[{_show_key(key)}]"
+        if mine is not None and yours is not None:
+            differences += _column_differences(where, mine, yours, ignored, old)
+        elif mine is not yours:
+            fates = [_fate(row, old) for row in (mine, yours)]
+            note = (
+                f"deleted by {'legacy' if mine is None else 'async'} only"
+                if "unchanged" in fates
+                else f"{fates[0]} by legacy, {fates[1]} by async"
+            )
+            differences.append(
+                Difference(where, _shown(mine, ignored), _shown(yours, ignored), note)
+            )
+    return differences
+
+
+def _compare_deleted_multiset(
+    table: str, ours: TableChanges, theirs: TableChanges, ignored: Ignored
+) -> list[Difference]:
+    legacy, port = _unmatched(
+        [_project(row, ignored) for row in ours.deleted],
+        [_project(row, ignored) for row in theirs.deleted],
+    )
+    where = f"rows {table}: deleted"
+    return [Difference(where, MISSING, row, "deleted by legacy only") for row in legacy] + [
+        Difference(where, row, MISSING, "deleted by async only") for row in port
+    ]
+
+
+def _column_differences(
+    where: str, mine: Row, yours: Row, ignored: Ignored, before: Row | None
+) -> list[Difference]:
+    differences = []
+    for column in dict.fromkeys([*mine, *yours]):
+        if ignored(column) or mine.get(column) == yours.get(column):
+            continue
+        ours, theirs = mine.get(column), yours.get(column)
+        if before is None:
+            note = "inserted with different values"
+        else:
+            was = before.get(column)
+            note = f"legacy {_change(was, ours)}, async {_change(was, theirs)}"
+        differences.append(Difference(f"{where}.{column}", ours, theirs, note))
+    return differences
+
+
+def _unmatched(legacy: list[Row], port: list[Row]) -> tuple[list[Row], list[Row]]:
+    """The rows of each list that the other has no equal copy of."""
+    left = Counter(_freeze_row(row) for row in port)
+    only_legacy = []
+    for row in legacy:
+        frozen = _freeze_row(row)
+        if left[frozen]:
+            left[frozen] -= 1
+        else:
+            only_legacy.append(row)
+    only_port = []
+    for row in port:
+        frozen = _freeze_row(row)
+        if left[frozen]:
+            left[frozen] -= 1
+            only_port.append(row)
+    return only_legacy, only_port
+
+
+def _pair(legacy: list[Row], port: list[Row]) -> list[tuple[Row, Row]]:
+    """Pairs each legacy row with the port row closest to it; removes the pairs from both."""
+    pairs = []
+    for mine in list(legacy):
+        if not port:
+            break
+        yours = min(port, key=lambda row: sum(mine.get(c) != row.get(c) for c in {*mine, *row}))
+        legacy.remove(mine)
+        port.remove(yours)
+        pairs.append((mine, yours))
+    return pairs
+
+
+def _fate(row: Row | None, before: Row) -> str:
+    return "deleted" if row is None else "unchanged" if row == before else "updated"
+
+
+def _change(before: Any, after: Any) -> str:
+    return "unchanged" if before == after else f"{_show(before)} → {_show(after)}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    return repr(value) if isinstance(value, str | bytes) else str(value)
+
+
+def _show_key(key: Key) -> str:
+    return ", ".join(_show(value) for value in key)
+
+
+def _project(row: Row, ignored: Ignored) -> Row:
+    return {column: value for column, value in row.items() if not ignored(column)}
+
+
+def _shown(row: Row | None, ignored: Ignored) -> Any:
+    return MISSING if row is None else _project(row, ignored)
+
+
+def _key(row: Row, columns: Sequence[str]) -> Key:
+    return tuple(_freeze(row[column]) for column in columns)
+
+
+def _freeze_row(row: Row) -> Key:
+    return tuple(sorted((column, _freeze(value)) for column, value in row.items()))
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable stand-in for a value read back by SQLAlchemy (JSON, arrays...)."""
+    if isinstance(value, dict):
+        return (dict, frozenset((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(item) for item in value)
+    if isinstance(value, set | frozenset):
+        return frozenset(_freeze(item) for item in value)
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value), repr(value))
+    return value
+
+
+# -- Pure: the order a restore runs its statements in ------------------------
+
+StepKind = Literal["delete", "update", "insert"]
+Step = tuple[StepKind, str, Key]  # (kind, table, row key)
+Identity = tuple[str, tuple[str, ...], Key]  # (table, columns, values) of a unique key
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """What ordering a restore needs to know about a table's keys."""
+
+    name: str
+    primary_key: tuple[str, ...]
+    # Column sets whose values identify a row: the primary key, unique
+    # constraints and indexes, and the columns foreign keys refer to.
+    unique_keys: tuple[tuple[str, ...], ...]
+    # (columns, referred table, referred columns), for referred tables recorded.
+    foreign_keys: tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...]
+
+    def identities(self, row: Row | None) -> set[Identity]:
+        if row is None:
+            return set()
+        return {
+            (self.name, columns, values)
+            for columns in self.unique_keys
+            if None not in (values := _key(row, columns))
+        }
+
+    def references(self, row: Row | None) -> set[Identity]:
+        if row is None:
+            return set()
+        return {
+            (referred, referred_columns, values)
+            for columns, referred, referred_columns in self.foreign_keys
+            if None not in (values := _key(row, columns))
+        }
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Statements of one kind on one table that no other statement of the batch depends on."""
+
+    kind: StepKind
+    table: str
+    keys: tuple[Key, ...]
+
+
+def plan_restore(
+    state: DatabaseState, current: DatabaseState, shapes: Mapping[str, TableShape]
+) -> tuple[list[Batch], bool]:
+    """The batches that take the database from *current* back to *state*.
+
+    Rows inserted since are deleted, rows deleted since re-inserted, and updated
+    rows set back, in an order that never leaves a foreign key dangling nor two
+    rows sharing a unique value: a referenced row goes in before the rows that
+    refer to it and out after them, a unique value is freed before it is taken
+    again, a reference to a row inserted since is set back before that row is
+    deleted. The flag is true when the rows form a cycle and no such order
+    exists; the batches then run deletes, updates and inserts in table order.
+    """
+    steps: list[Step] = []
+    old: dict[Step, Row | None] = {}
+    new: dict[Step, Row | None] = {}
+    for table in shapes:
+        target, present = state.rows.get(table, {}), current.rows.get(table, {})
+        for key, row in present.items():
+            if key not in target:
+                step: Step = ("delete", table, key)
+                steps.append(step)
+                old[step], new[step] = row, None
+        for key, row in target.items():
+            if key not in present:
+                step = ("insert", table, key)
+            elif present[key] != row:
+                step = ("update", table, key)
+            else:
+                continue
+            steps.append(step)
+            old[step], new[step] = present.get(key), row
+    if not steps:
+        return [], False
+
+    adds_key: dict[Identity, list[Step]] = {}
+    drops_key: dict[Identity, list[Step]] = {}
+    drops_ref: dict[Identity, list[Step]] = {}
+    edges: dict[Step, tuple[set[Identity], set[Identity], set[Identity]]] = {}
+    for step in steps:
+        shape = shapes[step[1]]
+        keys_before, keys_after = shape.identities(old[step]), shape.identities(new[step])
+        refs_before, refs_after = shape.references(old[step]), shape.references(new[step])
+        for identity in keys_after - keys_before:
+            adds_key.setdefault(identity, []).append(step)
+        for identity in keys_before - keys_after:
+            drops_key.setdefault(identity, []).append(step)
+        for identity in refs_before - refs_after:
+            drops_ref.setdefault(identity, []).append(step)
+        edges[step] = (refs_after - refs_before, keys_before - keys_after, keys_after - keys_before)
+
+    graph: dict[Step, set[Step]] = {}
+    for step, (new_refs, dropped_keys, new_keys) in edges.items():
+        graph[step] = (
+            {first for ref in new_refs for first in adds_key.get(ref, ())}
+            | {first for key in dropped_keys for first in drops_ref.get(key, ())}
+            | {first for key in new_keys for first in drops_key.get(key, ())}
+        ) - {step}
+
+    position = {step: index for index, step in enumerate(steps)}
+    sorter = graphlib.TopologicalSorter(graph)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError:
+        kinds: tuple[StepKind, ...] = ("delete", "update", "insert")
+        fallback = sorted(steps, key=lambda step: (kinds.index(step[0]), position[step]))
+        return _batches(fallback), True
+    batches = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        batches += _batches(ready)
+        sorter.done(*ready)
+    return batches, False
+
+
+def _batches(steps: Iterable[Step]) -> list[Batch]:
+    grouped: dict[tuple[StepKind, str], list[Key]] = {}
+    for kind, table, key in steps:
+        grouped.setdefault((kind, table), []).append(key)
+    return [Batch(kind, table, tuple(keys)) for (kind, table), keys in grouped.items()]
+
+
+# -- I/O: snapshot and restore through a sync engine --------------------------
+
+
+@dataclass(frozen=True)
+class _Sequence:
+    name: str  # as PostgreSQL quotes it, schema-qualified
+    start: int
+    increment: int
+    minimum: int
+    maximum: int
+
+    def last_value(self, last_value: int, is_called: bool) -> int | None:
+        if is_called:
+            return last_value
+        # Not called yet: the next nextval() returns last_value itself, as if
+        # the value before it had been handed out.
+        previous = last_value - self.increment
+        return previous if self.minimum <= previous <= self.maximum else None
+
+
+@dataclass(frozen=True)
+class _Layout:
+    tables: tuple[Table, ...]  # parents first
+    shapes: dict[str, TableShape]
+    sequences: tuple[_Sequence, ...]  # PostgreSQL
+    autoincrement: tuple[str, ...]  # SQLite tables declared AUTOINCREMENT
+
+    def table(self, name: str) -> Table:
+        return next(table for table in self.tables if table.name == name)
+
+
+class ChangeRecorder:
+    """Snapshots the rows of a database's tables and puts them back.
+
+    Every table of *schema* (the default schema if ``None``) is recorded, or
+    only those named in *tables*. Tables are reflected when first needed, so
+    the recorder may be made before the app creates them. A table without a
+    primary key is compared as a multiset of whole rows.
+
+    *engine* is a sync engine on the apps' database, for example
+    ``create_engine(settings.sync_url, poolclass=NullPool)`` for a
+    :class:`~bridge.database.DatabaseSettings`; it needs no foreign key pragma.
+    See the module's docstring for what the recorder cannot see.
+    """
+
+    def __init__(
+        self, engine: Engine, *, tables: Iterable[str] | None = None, schema: str | None = None
+    ) -> None:
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ConfigurationError(
+                f"cannot record changes on {engine.dialect.name}: use SQLite or PostgreSQL"
+            )
+        self.engine = engine
+        self.schema = schema
+        self.table_names = None if tables is None else tuple(dict.fromkeys(tables))
+        if self.table_names == ():
+            raise ConfigurationError(
+                "tables= names no table: name at least one, or leave it out to record them all"
+            )
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The recorded tables' names, parents before the tables that refer to them."""
+        return tuple(table.name for table in self._layout.tables)
+
+    def snapshot(self) -> DatabaseState:
+        """Every row and sequence of the recorded tables, as committed now."""
+        with self.engine.connect() as connection:
+            if self.engine.dialect.name == "postgresql":
+                connection.execution_options(isolation_level="REPEATABLE READ")
+            state, _ = self._read(connection, locate=False)
+        return state
+
+    def restore(self, state: DatabaseState) -> None:
+        """Put the database back as it was in *state*, in one transaction.
+
+        Rows inserted since are deleted, rows deleted since re-inserted, updated
+        rows set back (see :func:`plan_restore` for the order), then sequences
+        reset, so that the next insert gets the same generated id again.
+        """
+        self._put_back(state)
+
+    @contextmanager
+    def capture(self) -> Iterator[Capture]:
+        """Record the changes made in the block, then undo them, even if the block raises.
+
+        After the block, ``capture.changes`` holds the changes, and the database
+        is as it was before the block.
+        """
+        capture = Capture(before=self.snapshot())
+        try:
+            yield capture
+        finally:
+            capture.changes = self._put_back(capture.before)
+
+    def _put_back(self, state: DatabaseState) -> ChangeSet:
+        layout = self._layout
+        if set(state.rows) != set(layout.shapes):
+            raise ConfigurationError(
+                f"the state holds tables {', '.join(sorted(state.rows))}, this recorder records "
+                f"{', '.join(sorted(layout.shapes))}: restore a state its own snapshot() took"
+            )
+        table: str | None = None
+        cyclic = False
+        try:
+            with self.engine.begin() as connection:
+                current, locators = self._read(connection, locate=True)
+                batches, cyclic = plan_restore(state, current, layout.shapes)
+                if batches:
+                    self._defer_constraints(connection)
+                for batch in batches:
+                    table = batch.table
+                    for statement, parameters in self._statements(batch, state, current, locators):
+                        connection.execute(statement, parameters)
+                table = None  # deferred constraints fail at the commit, for no one table
+                self._reset_sequences(connection, state.sequences)
+        except DBAPIError as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            fix = (
+                "its rows refer to each other in a cycle: declare those foreign keys DEFERRABLE"
+                if cyclic
+                else "record the tables that refer to it too, and let nothing else write meanwhile"
+            )
+            raise RestoreError(
+                f"cannot put {table or 'the database'} back as it was ({reason}): {fix}",
+                table=table,
+            ) from exc
+        return diff(state, current)
+
+    # Reading
+
+    def _read(
+        self, connection: Connection, *, locate: bool
+    ) -> tuple[DatabaseState, dict[str, dict[Key, Any]]]:
+        """The state, and for tables without a primary key where each row is."""
+        layout = self._layout
+        rows: dict[str, dict[Key, Row]] = {}
+        locators: dict[str, dict[Key, Any]] = {}
+        for table in layout.tables:
+            names = [column.name for column in table.columns]
+            primary_key = layout.shapes[table.name].primary_key
+            if primary_key:
+                result = connection.execute(select(table).order_by(*table.primary_key.columns))
+                read = (dict(zip(names, row, strict=True)) for row in result)
+                rows[table.name] = {_key(row, primary_key): row for row in read}
+                continue
+            statement = select(table)
+            if locate:
+                statement = select(self._locator(), *table.columns)
+            rows[table.name], locators[table.name] = {}, {}
+            copies: Counter[Key] = Counter()
+            for result_row in connection.execute(statement):
+                values = tuple(result_row[1:] if locate else result_row)
+                content = tuple(_freeze(value) for value in values)
+                key = (content, copies[content])
+                copies[content] += 1
+                rows[table.name][key] = dict(zip(names, values, strict=True))
+                if locate:
+                    locators[table.name][key] = result_row[0]
+        sequences = self._read_sequences(connection)
+        primary_keys = {name: shape.primary_key for name, shape in layout.shapes.items()}
+        return DatabaseState(rows, sequences, primary_keys), locators
+
+    def _read_sequences(self, connection: Connection) -> dict[str, int | None]:
+        layout = self._layout
+        sequences: dict[str, int | None] = {}
+        for sequence in layout.sequences:
+            last_value, is_called = connection.execute(
+                text(f"SELECT last_value, is_called FROM {sequence.name}")
+            ).one()
+            sequences[sequence.name] = sequence.last_value(last_value, is_called)
+        if layout.autoincrement:
+            table = self._sqlite_prefix + "sqlite_sequence"
+            result = connection.execute(text(f"SELECT name, seq FROM {table}"))
+            stored: dict[str, int] = {name: seq for name, seq in result}
+            sequences.update({name: stored.get(name) for name in layout.autoincrement})
+        return sequences
+
+    def _locator(self) -> Any:
+        # Tables without a primary key: rows are deleted by their physical place.
+        if self.engine.dialect.name == "postgresql":
+            return literal_column("CAST(ctid AS text)")
+        return literal_column("rowid")
+
+    # Writing
+
+    def _defer_constraints(self, connection: Connection) -> None:
+        # Only a safety net for rows that reference each other in a cycle: SQLite
+        # defers every foreign key until the commit, PostgreSQL those declared
+        # DEFERRABLE. SQLite switches the pragma off again at the commit.
+        if self.engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        else:
+            connection.exec_driver_sql("SET CONSTRAINTS ALL DEFERRED")
+
+    def _statements(
+        self,
+        batch: Batch,
+        state: DatabaseState,
+        current: DatabaseState,
+        locators: dict[str, dict[Key, Any]],
+    ) -> Iterator[tuple[Executable, list[dict[str, Any]] | dict[str, Any]]]:
+        table = self._layout.table(batch.table)
+        primary_key = [table.c[name] for name in self._layout.shapes[batch.table].primary_key]
+        writable = [column.name for column in table.columns if column.computed is None]
+        if batch.kind == "delete" and not primary_key:
+            where = "ctid = CAST(:place AS tid)" if self._is_postgres else "rowid = :place"
+            places = [{"place": locators[batch.table][key]} for key in batch.keys]
+            yield text(f"DELETE FROM {self._quoted(table)} WHERE {where}"), places
+        elif batch.kind == "delete":
+            matches = [column == bindparam(f"k{i}") for i, column in enumerate(primary_key)]
+            rows = [current.rows[batch.table][key] for key in batch.keys]
+            keys = [{f"k{i}": row[c.name] for i, c in enumerate(primary_key)} for row in rows]
+            yield delete(table).where(*matches), keys
+        elif batch.kind == "insert":
+            statement, names = self._insert(table, writable)
+            rows = [state.rows[batch.table][key] for key in batch.keys]
+            yield (
+                statement,
+                [dict(zip(names, (row[c] for c in writable), strict=True)) for row in rows],
+            )
+        else:
+            for key in batch.keys:
+                was, now = state.rows[batch.table][key], current.rows[batch.table][key]
+                values = {table.c[c]: was[c] for c in writable if was[c] != now[c]}
+                if values:
+                    matches = [column == was[column.name] for column in primary_key]
+                    yield update(table).where(*matches).values(values), {}
+
+    def _insert(self, table: Table, writable: list[str]) -> tuple[Executable, list[str]]:
+        """The statement that re-inserts rows of *table*, and its parameters' names."""
+        if not any(c.identity is not None and c.identity.always for c in table.columns):
+            return insert(table), writable
+        # GENERATED ALWAYS identity columns take a given value only when told to.
+        names = [f"v{i}" for i in range(len(writable))]
+        columns = ", ".join(self.engine.dialect.identifier_preparer.quote(c) for c in writable)
+        statement = text(
+            f"INSERT INTO {self._quoted(table)} ({columns})"
+            f" OVERRIDING SYSTEM VALUE VALUES ({', '.join(':' + n for n in names)})"
+        ).bindparams(
+            *(bindparam(n, type_=table.c[c].type) for n, c in zip(names, writable, strict=True))
+        )
+        return statement, names
+
+    def _reset_sequences(self, connection: Connection, target: dict[str, int | None]) -> None:
+        now = self._read_sequences(connection)  # re-inserted ids may have moved them
+        for sequence in self._layout.sequences:
+            value = target.get(sequence.name)
+            if sequence.name in target and now[sequence.name] != value:
+                connection.execute(
+                    text("SELECT setval(CAST(:name AS regclass), :value, :called)"),
+                    {
+                        "name": sequence.name,
+                        "value": sequence.start if value is None else value,
+                        "called": value is not None,
+                    },
+                )
+        for name in self._layout.autoincrement:
+            if name in target and now[name] != target[name]:
+                table = self._sqlite_prefix + "sqlite_sequence"
+                row = {"name": name, "seq": target[name]}
+                connection.execute(text(f"DELETE FROM {table} WHERE name = :name"), row)
+                if target[name] is not None:
+                    connection.execute(
+                        text(f"INSERT INTO {table} (name, seq) VALUES (:name, :seq)"), row
+                    )
+
+    # Reflection
+
+    @property
+    def _is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @property
+    def _sqlite_prefix(self) -> str:
+        if self.schema is None:
+            return ""
+        return self.engine.dialect.identifier_preparer.quote_schema(self.schema) + "."
+
+    def _quoted(self, table: Table) -> str:
+        return str(self.engine.dialect.identifier_preparer.format_table(table))
+
+    @cached_property
+    def _layout(self) -> _Layout:
+        with self.engine.connect() as connection:
+            existing = inspect(connection).get_table_names(schema=self.schema)
+            wanted = list(existing if self.table_names is None else self.table_names)
+            missing = [name for name in wanted if name not in existing]
+            if missing:
+                where = f"schema {self.schema}" if self.schema else "the database"
+                raise ConfigurationError(
+                    f"cannot record {', '.join(missing)}: no such table in {where}; "
+                    "create the tables first or fix tables="
+                )
+            metadata = MetaData(schema=self.schema)
+            if wanted:
+                metadata.reflect(connection, only=wanted, views=False)
+            chosen = [
+                metadata.tables[f"{self.schema}.{n}" if self.schema else n] for n in sorted(wanted)
+            ]
+            ordered = _parents_first(chosen)
+            shapes = _shapes(ordered)
+            if self._is_postgres:
+                return _Layout(ordered, shapes, self._reflect_sequences(connection, ordered), ())
+            return _Layout(ordered, shapes, (), self._reflect_autoincrement(connection, ordered))
+
+    def _reflect_sequences(
+        self, connection: Connection, tables: Sequence[Table]
+    ) -> tuple[_Sequence, ...]:
+        query = text(
+            "SELECT owned.name, s.seqstart, s.seqincrement, s.seqmin, s.seqmax"
+            " FROM (SELECT pg_get_serial_sequence(:table, a.attname) AS name"
+            "       FROM pg_attribute AS a"
+            "       WHERE a.attrelid = CAST(:table AS regclass)"
+            "         AND a.attnum > 0 AND NOT a.attisdropped) AS owned"
+            " JOIN pg_sequence AS s ON s.seqrelid = CAST(owned.name AS regclass)"
+            " ORDER BY owned.name"
+        )
+        return tuple(
+            _Sequence(*row)
+            for table in tables
+            for row in connection.execute(query, {"table": self._quoted(table)})
+        )
+
+    def _reflect_autoincrement(
+        self, connection: Connection, tables: Sequence[Table]
+    ) -> tuple[str, ...]:
+        declared = set(
+            connection.scalars(
+                text(
+                    f"SELECT name FROM {self._sqlite_prefix}sqlite_master"
+                    " WHERE type = 'table' AND sql LIKE '%AUTOINCREMENT%'"
+                )
+            )
+        )
+        return tuple(table.name for table in tables if table.name in declared)
+
+
+def _parents_first(tables: Sequence[Table]) -> tuple[Table, ...]:
+    """*tables*, each after the tables it refers to; as given where they form a cycle."""
+    members = set(tables)
+    parents = {
+        table: {
+            fk.referred_table
+            for fk in table.foreign_key_constraints
+            if fk.referred_table in members and fk.referred_table is not table
+        }
+        for table in tables
+    }
+    placed: list[Table] = []
+    waiting = list(tables)
+    while waiting:
+        ready = [table for table in waiting if parents[table].issubset(placed)]
+        if not ready:
+            return (*placed, *waiting)
+        placed += ready
+        waiting = [table for table in waiting if table not in ready]
+    return tuple(placed)
+
+
+def _shapes(tables: Sequence[Table]) -> dict[str, TableShape]:
+    recorded = set(tables)
+    referred: dict[str, set[tuple[str, ...]]] = {table.name: set() for table in tables}
+    foreign_keys: dict[str, list[tuple[tuple[str, ...], str, tuple[str, ...]]]] = {}
+    for table in tables:
+        foreign_keys[table.name] = []
+        for constraint in table.foreign_key_constraints:
+            parent = constraint.referred_table
+            if parent not in recorded:
+                continue
+            columns = tuple(element.parent.name for element in constraint.elements)
+            parent_columns = tuple(element.column.name for element in constraint.elements)
+            foreign_keys[table.name].append((columns, parent.name, parent_columns))
+            referred[parent.name].add(parent_columns)
+    shapes = {}
+    for table in tables:
+        primary_key = tuple(column.name for column in table.primary_key.columns)
+        unique = {primary_key} if primary_key else set()
+        unique |= referred[table.name]
+        unique |= {
+            tuple(column.name for column in constraint.columns)
+            for constraint in table.constraints
+            if isinstance(constraint, UniqueConstraint)
+        }
+        unique |= {
+            tuple(column.name for column in index.columns)
+            for index in table.indexes
+            if index.unique and len(index.expressions) == len(index.columns)
+        }
+        shapes[table.name] = TableShape(
+            table.name, primary_key, tuple(sorted(unique)), tuple(foreign_keys[table.name])
+        )
+    return shapes
