@@ -16,8 +16,9 @@ from typing import Any
 
 import click
 
+from .cases import load_cases
 from .database import DatabaseSettings
-from .exceptions import BridgeError
+from .exceptions import BridgeError, ConfigurationError
 from .hybrid import MANIFEST_ENV, build_hybrid
 from .manifest import Manifest, load_manifest
 from .routing import RouteTable
@@ -110,6 +111,66 @@ def routes(manifest_path: str | None, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
     else:
         click.echo(_table(rows))
+
+
+@main.command()
+@click.argument("cases_path", metavar="CASES", type=click.Path(dir_okay=False))
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(dir_okay=False),
+    help=f"The manifest; default ./{DEFAULT_MANIFEST} if present, else the demo's.",
+)
+@click.option("--legacy-url", help="A running legacy server, instead of the app in-process.")
+@click.option("--async-url", help="A running server of the ports, instead of the app in-process.")
+@click.option("--database-url", envvar="DATABASE_URL", help="Overrides DATABASE_URL.")
+@click.option("--no-db", is_flag=True, help="Compare responses only, not database writes.")
+@click.option(
+    "--aa/--no-aa",
+    default=True,
+    show_default=True,
+    help="Run the legacy side twice to tell noise from differences.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Also write the results as JSON to this file.",
+)
+def shadow(
+    cases_path: str,
+    manifest_path: str | None,
+    legacy_url: str | None,
+    async_url: str | None,
+    database_url: str | None,
+    no_db: bool,
+    aa: bool,
+    json_path: str | None,
+) -> None:
+    """Send every case in CASES to the legacy route and to its port, and compare.
+
+    CASES is a JSON Lines file of requests. Prints a table per route and the
+    first difference of each route that differs; exits 1 if any case differs.
+    """
+    from .shadow_cli import run_shadow
+
+    with _config_errors():
+        if (legacy_url is None) != (async_url is None):
+            raise ConfigurationError("give both --legacy-url and --async-url, or neither")
+        if database_url:
+            os.environ["DATABASE_URL"] = database_url
+        cases = load_cases(cases_path)
+        manifest = load_manifest(_manifest_path(manifest_path))
+        failed = run_shadow(
+            cases,
+            manifest,
+            legacy_url=legacy_url,
+            async_url=async_url,
+            record_rows=not no_db,
+            aa=aa,
+            json_path=json_path,
+        )
+    sys.exit(1 if failed else 0)
 
 
 def route_table(manifest: Manifest) -> RouteTable:

@@ -14,9 +14,14 @@
     [routes]
     "GET /api/products" = "async"
     "GET /api/products/<int:product_id>" = "legacy"
-    "POST /api/orders" = { state = "async" }
+    "POST /api/orders" = { state = "async", ignore_columns = ["orders.created_at"] }
 
-Routes are keyed by HTTP method and Flask rule; unlisted routes are legacy.
+    [shadow]                  # optional; how shadow cases log in a "user"
+    login = { session_key = "user_id", query = "SELECT id FROM users WHERE email = :user" }
+
+Routes are keyed by HTTP method and Flask rule; unlisted routes are legacy. A
+route given as a table may carry shadow-comparison rules besides its state
+(see :class:`bridge.compare.Rules`).
 Parsing does no I/O beyond reading the file and knows nothing of the apps;
 :mod:`bridge.routing` checks the keys against them.
 """
@@ -30,6 +35,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from .compare import Rules
 from .exceptions import ManifestError
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -74,11 +80,38 @@ class BridgeOptions:
 
 
 @dataclass(frozen=True)
+class LoginRule:
+    """How a shadow case's ``user`` becomes a Flask session: ``[shadow] login``.
+
+    The query runs with ``:user`` bound to the case's user; its first column
+    is stored in the session under ``session_key``.
+    """
+
+    session_key: str
+    query: str
+
+    @classmethod
+    def from_mapping(cls, data: object) -> LoginRule:
+        if (
+            not isinstance(data, Mapping)
+            or set(data) != {"session_key", "query"}
+            or not all(isinstance(v, str) and v for v in data.values())
+        ):
+            raise ManifestError(
+                '[shadow] login must be { session_key = "user_id", '
+                'query = "SELECT id FROM users WHERE email = :user" }'
+            )
+        return cls(session_key=data["session_key"], query=data["query"])
+
+
+@dataclass(frozen=True)
 class Manifest:
     flask_app: str | None = None
     fastapi_app: str | None = None
     routes: Mapping[RouteKey, RouteState] = field(default_factory=dict)
     options: BridgeOptions = field(default_factory=BridgeOptions)
+    rules: Mapping[RouteKey, Rules] = field(default_factory=dict)
+    login: LoginRule | None = None
     path: str | None = None
 
     def state(self, method: str, rule: str) -> RouteState:
@@ -106,31 +139,39 @@ def parse_manifest(text: str, *, path: str | None = None) -> Manifest:
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(f"not valid TOML: {exc}", path=path) from None
     try:
-        _check_keys(data, {"apps", "bridge", "routes"}, "the top level")
+        _check_keys(data, {"apps", "bridge", "routes", "shadow"}, "the top level")
         apps = _table(data, "apps")
         _check_keys(apps, {"flask", "fastapi"}, "[apps]")
+        routes, rules = _routes(_table(data, "routes"))
+        shadow = _table(data, "shadow")
+        _check_keys(shadow, {"login"}, "[shadow]")
+        login = LoginRule.from_mapping(shadow["login"]) if "login" in shadow else None
         return Manifest(
             flask_app=_optional_str(apps, "flask", "[apps]"),
             fastapi_app=_optional_str(apps, "fastapi", "[apps]"),
-            routes=_routes(_table(data, "routes")),
+            routes=routes,
             options=_options(_table(data, "bridge")),
+            rules=rules,
+            login=login,
             path=path,
         )
     except ManifestError as exc:
         raise ManifestError(str(exc), path=path) from None
 
 
-def _routes(table: Mapping[str, Any]) -> dict[RouteKey, RouteState]:
+def _routes(table: Mapping[str, Any]) -> tuple[dict[RouteKey, RouteState], dict[RouteKey, Rules]]:
     routes: dict[RouteKey, RouteState] = {}
+    rules: dict[RouteKey, Rules] = {}
     for raw_key, value in table.items():
         key = RouteKey.parse(raw_key)
         if key in routes:
             raise ManifestError(f"route {key} is listed twice")
         if isinstance(value, Mapping):
-            _check_keys(value, {"state"}, f'[routes."{raw_key}"]')
+            options = {k: v for k, v in value.items() if k != "state"}
+            rules[key] = Rules.from_mapping(options, where=f'[routes."{raw_key}"]')
             value = value.get("state", RouteState.LEGACY.value)
         routes[key] = _state(raw_key, value)
-    return routes
+    return routes, rules
 
 
 def _state(key: str, value: object) -> RouteState:

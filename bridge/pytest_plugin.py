@@ -1,0 +1,126 @@
+"""The pytest plugin: shadow comparison as a fixture.
+
+Installed with the package and loaded by pytest through the ``pytest11`` entry
+point. In a test::
+
+    @pytest.mark.parametrize("path", ["/api/products", "/api/products?sort=-price"])
+    def test_product_list_port(shadow, path):
+        shadow.check("GET", path)
+
+    @pytest.mark.parametrize("case", shadow_cases("shadow_cases.jsonl"), ids=str)
+    def test_every_case(shadow, case):
+        shadow.check(case)
+
+``shadow.check`` sends the request to the legacy route and to its port, from
+the same database state, and fails the test with the diff when they differ.
+The apps and the database come from the manifest and ``DATABASE_URL``;
+override the fixtures ``shadow_apps`` and ``shadow_recorder`` to give the
+test's own (``shadow_recorder`` may return ``None`` to compare responses only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+from .cases import Case, load_cases
+from .changes import ChangeRecorder
+from .database import DatabaseSettings
+from .loading import load_fastapi_app, load_flask_app
+from .manifest import Manifest, load_manifest
+from .shadow import CaseResult, Outcome, ShadowRunner, asgi_sender, ported_side, wsgi_sender
+
+__all__ = ["Shadow", "shadow_cases"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "shadow_manifest", "The manifest the shadow fixture reads.", default="migration.toml"
+    )
+    parser.addoption("--shadow-manifest", help="The manifest the shadow fixture reads.")
+    parser.addoption(
+        "--shadow-no-aa",
+        action="store_true",
+        help="Do not run the legacy side twice to tell noise from differences.",
+    )
+
+
+def shadow_cases(path: str | Path) -> list[Any]:
+    """The cases of a JSON Lines file as pytest parameters, each named by its label."""
+    return [pytest.param(case, id=case.label) for case in load_cases(path)]
+
+
+class Shadow:
+    """Sends requests to both sides of the manifest's apps and compares them."""
+
+    def __init__(self, portal: BlockingPortal, runner: ShadowRunner) -> None:
+        self.portal = portal
+        self.runner = runner
+
+    def run(self, case: Case | str, path: str | None = None, **fields: Any) -> CaseResult:
+        """Run one case (or build it from method, path and the case keys) and return the result."""
+        if isinstance(case, str):
+            case = Case.from_mapping({"method": case, "path": path, **fields})
+        return self.portal.call(self.runner.run, case)
+
+    def check(self, case: Case | str, path: str | None = None, **fields: Any) -> CaseResult:
+        """Like :meth:`run`, and fail the test with the diff when the sides differ."""
+        result = self.run(case, path, **fields)
+        if result.outcome is Outcome.DIFFERENT:
+            pytest.fail(result.report(), pytrace=False)
+        return result
+
+
+@pytest.fixture
+def shadow_manifest(request: pytest.FixtureRequest) -> Manifest:
+    """The manifest: ``--shadow-manifest``, else the ``shadow_manifest`` ini value."""
+    path = request.config.getoption("--shadow-manifest") or request.config.getini("shadow_manifest")
+    return load_manifest(Path(request.config.rootpath, str(path)))
+
+
+@pytest.fixture
+def shadow_apps(shadow_manifest: Manifest) -> Sequence[Any]:
+    """``(flask_app, fastapi_app)``, not started; override to configure them for tests."""
+    return (
+        load_flask_app(shadow_manifest.flask_app, shadow_manifest.path),
+        load_fastapi_app(shadow_manifest.fastapi_app, shadow_manifest.path),
+    )
+
+
+@pytest.fixture
+def shadow_recorder() -> Iterator[ChangeRecorder | None]:
+    """Records and undoes database writes; on ``DATABASE_URL``. Override for a test database."""
+    engine = create_engine(DatabaseSettings.from_env().sync_url, poolclass=NullPool)
+    yield ChangeRecorder(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def shadow(
+    request: pytest.FixtureRequest,
+    shadow_manifest: Manifest,
+    shadow_apps: Sequence[Any],
+    shadow_recorder: ChangeRecorder | None,
+) -> Iterator[Shadow]:
+    """Compares the legacy route and its port for requests the test sends."""
+    flask_app, fastapi_app = shadow_apps
+    port = ported_side(flask_app, fastapi_app, shadow_manifest)
+    with start_blocking_portal(backend="asyncio") as portal:
+        lifespan = fastapi_app.router.lifespan_context(fastapi_app)
+        with portal.wrap_async_context_manager(lifespan):
+            runner = ShadowRunner(
+                flask_app=flask_app,
+                legacy=wsgi_sender(flask_app),
+                port=asgi_sender(port),
+                manifest=shadow_manifest,
+                recorder=shadow_recorder,
+                aa=not request.config.getoption("--shadow-no-aa"),
+            )
+            yield Shadow(portal, runner)
+    port.legacy.shutdown()

@@ -1,0 +1,302 @@
+"""Shadow runs: each case sent to the legacy route and to its port, and compared.
+
+For every case the runner:
+
+1. sends the request to the legacy side, recording the rows it writes, then
+   puts the database back as it was;
+2. unless told not to, sends it to the legacy side once more (an A/A run):
+   whatever differs between two legacy answers (random tokens, timestamps) is
+   *noise*, and the rules that would silence it are proposed;
+3. sends it to the port side, recording and undoing its writes the same way.
+   In-process, that is the hybrid with every ported route set to async
+   (:func:`ported_side`), so a request the port would never see in production
+   is answered as in production;
+4. compares status, headers, cookies, bodies and row changes under the route's
+   rules from the manifest. A difference that the noise explains is counted as
+   noise, not as a failure.
+
+The database is left exactly as it was (see :class:`bridge.changes.ChangeRecorder`).
+Nothing else may write to it during a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import anyio.to_thread
+import httpx
+from fastapi import FastAPI
+from flask import Flask
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException as RoutingError
+
+from .cases import Case
+from .changes import ChangeRecorder, ChangeSet, compare_changes
+from .compare import Comparison, Difference, Rules, Snapshot, compare_responses, generalize
+from .exceptions import ConfigurationError
+from .hybrid import HybridApp
+from .manifest import LoginRule, Manifest, RouteKey, RouteState
+from .routing import RouteTable
+from .sessions import FlaskSessionConfig, FlaskSessionCookie
+
+BASE_URL = "http://localhost"
+UNMATCHED = "(no Flask rule matches)"
+
+Send = Callable[[httpx.Request], Awaitable[Snapshot]]
+
+
+class Outcome(StrEnum):
+    SAME = "same"
+    DIFFERENT = "different"
+    NOISE = "noise"  # every difference is one the legacy side has with itself
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case: Case
+    route: str
+    differences: tuple[Difference, ...]
+    noise: tuple[Difference, ...]
+    proposed: Rules = field(default_factory=Rules)
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.differences:
+            return Outcome.DIFFERENT
+        return Outcome.NOISE if self.noise else Outcome.SAME
+
+    def report(self) -> str:
+        """The case and each difference on its own line, as a failure message shows it."""
+        lines = [f"{self.route}: {self.case.label}"]
+        lines += [f"  {difference}" for difference in self.differences]
+        lines += [f"  noise: {difference}" for difference in self.noise]
+        return "\n".join(lines)
+
+
+def ported_side(flask_app: Flask, fastapi_app: FastAPI, manifest: Manifest) -> HybridApp:
+    """The hybrid with every ported route set to async: what clients get once flipped.
+
+    A request that the hybrid would not send to FastAPI (an unknown URL, a
+    method or path converter the port does not take) gets the legacy answer on
+    this side too, as it would in production.
+    """
+    table = RouteTable(flask_app.url_map, fastapi_app.routes, Manifest())
+    routes = {route.key: RouteState.ASYNC for route in table.routes if route.ported}
+    options = dataclasses.replace(manifest.options, side_header=False)
+    return HybridApp(flask_app, fastapi_app, Manifest(routes=routes, options=options))
+
+
+def wsgi_sender(app: Flask) -> Send:
+    """Send requests to a Flask app in-process, in a worker thread."""
+    client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE_URL)
+
+    async def send(request: httpx.Request) -> Snapshot:
+        response = await anyio.to_thread.run_sync(client.send, request)
+        return Snapshot.from_httpx(response)
+
+    return send
+
+
+def asgi_sender(app: Any) -> Send:
+    """Send requests to an ASGI app in-process; an error answer is an answer, not a crash."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    client = httpx.AsyncClient(transport=transport, base_url=BASE_URL)
+
+    async def send(request: httpx.Request) -> Snapshot:
+        return Snapshot.from_httpx(await client.send(request))
+
+    return send
+
+
+def url_sender(base_url: str, *, timeout: float = 30.0) -> Send:
+    """Send requests to a running server."""
+    client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+
+    async def send(request: httpx.Request) -> Snapshot:
+        request.url = client.base_url.join(request.url.raw_path.decode("ascii"))
+        request.headers["host"] = request.url.netloc.decode("ascii")
+        return Snapshot.from_httpx(await client.send(request))
+
+    return send
+
+
+class ShadowRunner:
+    """Runs cases against both sides of one Flask app and its port."""
+
+    def __init__(
+        self,
+        *,
+        flask_app: Flask,
+        legacy: Send,
+        port: Send,
+        manifest: Manifest,
+        recorder: ChangeRecorder | None = None,
+        aa: bool = True,
+    ) -> None:
+        self.flask_app = flask_app
+        self.legacy = legacy
+        self.port = port
+        self.manifest = manifest
+        self.recorder = recorder
+        self.aa = aa
+        self.cookie = FlaskSessionCookie(FlaskSessionConfig.from_flask_config(flask_app.config))
+        self.login = manifest.login
+
+    def route_of(self, case: Case) -> str:
+        """The manifest key of the Flask rule a case's request matches."""
+        adapter = self.flask_app.url_map.bind("localhost")
+        path = httpx.URL(case.path).path
+        try:
+            rule, _ = adapter.match(path, method=case.method, return_rule=True)
+        except RoutingError:
+            return UNMATCHED
+        return str(RouteKey(case.method, rule.rule))
+
+    def rules_for(self, route: str) -> Rules:
+        if route == UNMATCHED:
+            return Rules()
+        return self.manifest.rules.get(RouteKey.parse(route), Rules())
+
+    async def run(self, case: Case) -> CaseResult:
+        route = self.route_of(case)
+        rules = self.rules_for(route)
+        request = self.request(case)
+        legacy, legacy_rows = await self._send(self.legacy, request)
+        noise_rules = Rules()
+        if self.aa:
+            again, again_rows = await self._send(self.legacy, self.request(case))
+            noise_rules = rules_from(self._compare(legacy, again, legacy_rows, again_rows, rules))
+        port, port_rows = await self._send(self.port, self.request(case))
+        everything = self._compare(legacy, port, legacy_rows, port_rows, rules)
+        real = self._compare(legacy, port, legacy_rows, port_rows, rules.merge(noise_rules))
+        noise = tuple(d for d in everything if d not in real)
+        return CaseResult(case, route, tuple(real), noise, noise_rules)
+
+    def request(self, case: Case) -> httpx.Request:
+        """The httpx request for a case, with its login as a signed Flask session cookie."""
+        headers = dict(case.headers)
+        cookie = self._cookie(case)
+        if cookie:
+            headers["Cookie"] = cookie
+        if case.has_json:
+            return httpx.Request(case.method, BASE_URL + case.path, headers=headers, json=case.json)
+        content = case.body.encode() if case.body is not None else None
+        return httpx.Request(case.method, BASE_URL + case.path, headers=headers, content=content)
+
+    def _cookie(self, case: Case) -> str | None:
+        if case.cookie is not None:
+            return case.cookie
+        session = case.session
+        if case.user is not None:
+            session = {self._login().session_key: self._user_id(case)}
+        if session is None:
+            return None
+        return f"{self.cookie.config.cookie_name}={self.cookie.dump(session)}"
+
+    def _login(self) -> LoginRule:
+        if self.login is None:
+            raise ConfigurationError(
+                "a case names a user but the manifest has no [shadow] login rule: add login = "
+                '{ session_key = "user_id", query = "SELECT id FROM users WHERE email = :user" }'
+            )
+        return self.login
+
+    def _user_id(self, case: Case) -> Any:
+        if self.recorder is None:
+            raise ConfigurationError(
+                f"{case.label}: a user is looked up in the database: give a database URL"
+            )
+        with self.recorder.engine.connect() as connection:
+            value = connection.execute(text(self._login().query), {"user": case.user}).scalar()
+        if value is None:
+            raise ConfigurationError(f"{case.label}: no user {case.user!r} in the database")
+        return value
+
+    async def _send(self, send: Send, request: httpx.Request) -> tuple[Snapshot, ChangeSet]:
+        if self.recorder is None:
+            return await send(request), {}
+        with self.recorder.capture() as capture:
+            snapshot = await send(request)
+        return snapshot, capture.changes
+
+    @staticmethod
+    def _compare(
+        legacy: Snapshot, port: Snapshot, legacy_rows: ChangeSet, port_rows: ChangeSet, rules: Rules
+    ) -> list[Difference]:
+        responses: Comparison = compare_responses(legacy, port, rules)
+        rows = compare_changes(legacy_rows, port_rows, ignore_columns=rules.ignore_columns)
+        return [*responses.differences, *rows]
+
+
+_ROW_COLUMN = re.compile(r"^rows (?P<table>[^\[\s]+)\[.*\]\.(?P<column>\w+)$")
+_HEADER = re.compile(r"^header (?P<name>\S+)$")
+
+
+def rules_from(differences: Iterable[Difference]) -> Rules:
+    """The rules that would silence these differences: what an A/A run proposes."""
+    ignore: list[str] = []
+    headers: list[str] = []
+    columns: list[str] = []
+    for difference in differences:
+        where = difference.where
+        if where.startswith("$"):
+            ignore.append(generalize(where))
+        elif match := _HEADER.match(where):
+            headers.append(match["name"])
+        elif match := _ROW_COLUMN.match(where):
+            columns.append(f"{match['table']}.{match['column']}")
+    return Rules(
+        ignore=tuple(dict.fromkeys(ignore)),
+        ignore_headers=tuple(dict.fromkeys(headers)),
+        ignore_columns=tuple(dict.fromkeys(columns)),
+    )
+
+
+@dataclass
+class RouteSummary:
+    route: str
+    cases: int = 0
+    counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
+    first_difference: CaseResult | None = None
+    proposed: Rules = field(default_factory=Rules)
+
+
+def summarize(results: Sequence[CaseResult]) -> list[RouteSummary]:
+    """One summary per route, in the order routes first appear."""
+    summaries: dict[str, RouteSummary] = {}
+    for result in results:
+        summary = summaries.setdefault(result.route, RouteSummary(result.route))
+        summary.cases += 1
+        summary.counts[result.outcome] += 1
+        summary.proposed = summary.proposed.merge(result.proposed)
+        if result.outcome is Outcome.DIFFERENT and summary.first_difference is None:
+            summary.first_difference = result
+    return list(summaries.values())
+
+
+def proposed_toml(summaries: Iterable[RouteSummary]) -> str:
+    """The manifest rules the A/A runs propose, ready to paste into migration.toml."""
+    blocks = []
+    for summary in summaries:
+        rules = summary.proposed
+        lines = [
+            f"{name} = [{', '.join(_toml_string(v) for v in values)}]"
+            for name, values in (
+                ("ignore", rules.ignore),
+                ("ignore_headers", rules.ignore_headers),
+                ("ignore_columns", rules.ignore_columns),
+            )
+            if values
+        ]
+        if lines and summary.route != UNMATCHED:
+            blocks.append("\n".join([f"[routes.{_toml_string(summary.route)}]", *lines]))
+    return "\n\n".join(blocks)
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
