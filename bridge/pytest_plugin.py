@@ -34,7 +34,16 @@ from .changes import ChangeRecorder
 from .database import DatabaseSettings
 from .loading import load_fastapi_app, load_flask_app
 from .manifest import Manifest, load_manifest
-from .shadow import CaseResult, Outcome, ShadowRunner, asgi_sender, ported_side, wsgi_sender
+from .shadow import (
+    CaseResult,
+    Outcome,
+    ShadowRunner,
+    app_tables,
+    asgi_sender,
+    dispose_flask_engines,
+    ported_side,
+    wsgi_sender,
+)
 
 __all__ = ["Shadow", "shadow_cases"]
 
@@ -85,19 +94,21 @@ def shadow_manifest(request: pytest.FixtureRequest) -> Manifest:
 
 
 @pytest.fixture
-def shadow_apps(shadow_manifest: Manifest) -> Sequence[Any]:
+def shadow_apps(shadow_manifest: Manifest) -> Iterator[Sequence[Any]]:
     """``(flask_app, fastapi_app)``, not started; override to configure them for tests."""
-    return (
-        load_flask_app(shadow_manifest.flask_app, shadow_manifest.path),
-        load_fastapi_app(shadow_manifest.fastapi_app, shadow_manifest.path),
-    )
+    flask_app = load_flask_app(shadow_manifest.flask_app, shadow_manifest.path)
+    yield flask_app, load_fastapi_app(shadow_manifest.fastapi_app, shadow_manifest.path)
+    dispose_flask_engines(flask_app)
 
 
 @pytest.fixture
-def shadow_recorder() -> Iterator[ChangeRecorder | None]:
-    """Records and undoes database writes; on ``DATABASE_URL``. Override for a test database."""
+def shadow_recorder(shadow_apps: Sequence[Any]) -> Iterator[ChangeRecorder | None]:
+    """Records and undoes writes to the Flask app's tables on ``DATABASE_URL``.
+
+    Override it for a test database, or to return ``None`` (responses only).
+    """
     engine = create_engine(DatabaseSettings.from_env().sync_url, poolclass=NullPool)
-    yield ChangeRecorder(engine)
+    yield ChangeRecorder(engine, tables=app_tables(shadow_apps[0]))
     engine.dispose()
 
 
@@ -123,4 +134,5 @@ def shadow(
                 aa=not request.config.getoption("--shadow-no-aa"),
             )
             yield Shadow(portal, runner)
+            portal.call(runner.aclose)
     port.legacy.shutdown()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -34,6 +34,7 @@ from fastapi import FastAPI
 from flask import Flask
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException as RoutingError
+from werkzeug.routing import Map
 
 from .cases import Case
 from .changes import ChangeRecorder, ChangeSet, compare_changes
@@ -46,8 +47,6 @@ from .sessions import FlaskSessionConfig, FlaskSessionCookie
 
 BASE_URL = "http://localhost"
 UNMATCHED = "(no Flask rule matches)"
-
-Send = Callable[[httpx.Request], Awaitable[Snapshot]]
 
 
 class Outcome(StrEnum):
@@ -78,6 +77,42 @@ class CaseResult:
         return "\n".join(lines)
 
 
+def route_of(url_map: Map, case: Case) -> str:
+    """The manifest key (``"GET /api/products/<int:product_id>"``) a case's request matches,
+    or :data:`UNMATCHED`."""
+    adapter = url_map.bind("localhost")
+    try:
+        rule, _ = adapter.match(httpx.URL(case.path).path, method=case.method, return_rule=True)
+    except RoutingError:
+        return UNMATCHED
+    return str(RouteKey(case.method, rule.rule))
+
+
+def app_tables(flask_app: Flask) -> list[str] | None:
+    """The tables of the app's Flask-SQLAlchemy models, or ``None`` when it has none.
+
+    A shadow run records these, not every table of the database: tables of
+    other applications sharing it are none of the run's business.
+    """
+    extension = flask_app.extensions.get("sqlalchemy")
+    metadatas = getattr(extension, "metadatas", None)
+    if not metadatas:
+        return None
+    return sorted(
+        {table.name for metadata in metadatas.values() for table in metadata.tables.values()}
+    )
+
+
+def dispose_flask_engines(flask_app: Flask) -> None:
+    """Close the pooled connections of the app's Flask-SQLAlchemy engines, if any."""
+    extension = flask_app.extensions.get("sqlalchemy")
+    if extension is None:
+        return
+    with flask_app.app_context():
+        for engine in extension.engines.values():
+            engine.dispose()
+
+
 def ported_side(flask_app: Flask, fastapi_app: FastAPI, manifest: Manifest) -> HybridApp:
     """The hybrid with every ported route set to async: what clients get once flipped.
 
@@ -91,38 +126,53 @@ def ported_side(flask_app: Flask, fastapi_app: FastAPI, manifest: Manifest) -> H
     return HybridApp(flask_app, fastapi_app, Manifest(routes=routes, options=options))
 
 
-def wsgi_sender(app: Flask) -> Send:
-    """Send requests to a Flask app in-process, in a worker thread."""
-    client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE_URL)
+class Sender:
+    """Sends requests to one side and returns what the client saw; close it when done."""
 
-    async def send(request: httpx.Request) -> Snapshot:
-        response = await anyio.to_thread.run_sync(client.send, request)
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def __call__(self, request: httpx.Request) -> Snapshot:
+        return Snapshot.from_httpx(await self.client.send(request))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class _WSGISender(Sender):
+    def __init__(self, app: Flask) -> None:
+        self.sync_client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE_URL)
+
+    async def __call__(self, request: httpx.Request) -> Snapshot:
+        # Flask blocks: it runs in a worker thread, as a WSGI server would run it.
+        response = await anyio.to_thread.run_sync(self.sync_client.send, request)
         return Snapshot.from_httpx(response)
 
-    return send
+    async def aclose(self) -> None:
+        self.sync_client.close()
 
 
-def asgi_sender(app: Any) -> Send:
+class _URLSender(Sender):
+    async def __call__(self, request: httpx.Request) -> Snapshot:
+        request.url = self.client.base_url.join(request.url.raw_path.decode("ascii"))
+        request.headers["host"] = request.url.netloc.decode("ascii")
+        return await super().__call__(request)
+
+
+def wsgi_sender(app: Flask) -> Sender:
+    """Send requests to a Flask app in-process."""
+    return _WSGISender(app)
+
+
+def asgi_sender(app: Any) -> Sender:
     """Send requests to an ASGI app in-process; an error answer is an answer, not a crash."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    client = httpx.AsyncClient(transport=transport, base_url=BASE_URL)
-
-    async def send(request: httpx.Request) -> Snapshot:
-        return Snapshot.from_httpx(await client.send(request))
-
-    return send
+    return Sender(httpx.AsyncClient(transport=transport, base_url=BASE_URL))
 
 
-def url_sender(base_url: str, *, timeout: float = 30.0) -> Send:
+def url_sender(base_url: str, *, timeout: float = 30.0) -> Sender:
     """Send requests to a running server."""
-    client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
-
-    async def send(request: httpx.Request) -> Snapshot:
-        request.url = client.base_url.join(request.url.raw_path.decode("ascii"))
-        request.headers["host"] = request.url.netloc.decode("ascii")
-        return Snapshot.from_httpx(await client.send(request))
-
-    return send
+    return _URLSender(httpx.AsyncClient(base_url=base_url, timeout=timeout))
 
 
 class ShadowRunner:
@@ -132,8 +182,8 @@ class ShadowRunner:
         self,
         *,
         flask_app: Flask,
-        legacy: Send,
-        port: Send,
+        legacy: Sender,
+        port: Sender,
         manifest: Manifest,
         recorder: ChangeRecorder | None = None,
         aa: bool = True,
@@ -149,18 +199,17 @@ class ShadowRunner:
 
     def route_of(self, case: Case) -> str:
         """The manifest key of the Flask rule a case's request matches."""
-        adapter = self.flask_app.url_map.bind("localhost")
-        path = httpx.URL(case.path).path
-        try:
-            rule, _ = adapter.match(path, method=case.method, return_rule=True)
-        except RoutingError:
-            return UNMATCHED
-        return str(RouteKey(case.method, rule.rule))
+        return route_of(self.flask_app.url_map, case)
 
     def rules_for(self, route: str) -> Rules:
         if route == UNMATCHED:
             return Rules()
         return self.manifest.rules.get(RouteKey.parse(route), Rules())
+
+    async def aclose(self) -> None:
+        """Close both senders."""
+        await self.legacy.aclose()
+        await self.port.aclose()
 
     async def run(self, case: Case) -> CaseResult:
         route = self.route_of(case)
@@ -217,7 +266,7 @@ class ShadowRunner:
             raise ConfigurationError(f"{case.label}: no user {case.user!r} in the database")
         return value
 
-    async def _send(self, send: Send, request: httpx.Request) -> tuple[Snapshot, ChangeSet]:
+    async def _send(self, send: Sender, request: httpx.Request) -> tuple[Snapshot, ChangeSet]:
         if self.recorder is None:
             return await send(request), {}
         with self.recorder.capture() as capture:

@@ -24,7 +24,9 @@ from .shadow import (
     Outcome,
     RouteSummary,
     ShadowRunner,
+    app_tables,
     asgi_sender,
+    dispose_flask_engines,
     ported_side,
     proposed_toml,
     summarize,
@@ -75,7 +77,7 @@ async def _run(
     # NullPool: every snapshot and restore opens its own connection and holds
     # nothing between cases that could block the apps' own writes.
     engine = create_engine(settings.sync_url, poolclass=NullPool)
-    recorder = ChangeRecorder(engine) if record_rows else None
+    recorder = ChangeRecorder(engine, tables=app_tables(flask_app)) if record_rows else None
     try:
         async with _senders(manifest, flask_app, legacy_url, async_url) as (legacy, port):
             runner = ShadowRunner(
@@ -88,12 +90,16 @@ async def _run(
             )
             results = []
             progress = Progress(len(cases))
-            for case in cases:
-                results.append(await runner.run(case))
-                progress.advance()
+            try:
+                for case in cases:
+                    results.append(await runner.run(case))
+                    progress.advance()
+            finally:
+                await runner.aclose()
             return results
     finally:
         engine.dispose()
+        dispose_flask_engines(flask_app)
 
 
 @asynccontextmanager

@@ -58,7 +58,7 @@ def make_runner(
         manifest = Manifest(login=login)
         side = ported_side(flask_app, port, manifest)
         async with port.router.lifespan_context(port):
-            yield ShadowRunner(
+            runner = ShadowRunner(
                 flask_app=flask_app,
                 legacy=wsgi_sender(flask_app),
                 port=asgi_sender(side),
@@ -66,6 +66,8 @@ def make_runner(
                 recorder=recorder,
                 aa=aa,
             )
+            yield runner
+            await runner.aclose()
         side.legacy.shutdown()
         flask_app.extensions["engine"].dispose()
 
