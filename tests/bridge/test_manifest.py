@@ -5,7 +5,14 @@ from pathlib import Path
 import pytest
 
 from bridge.exceptions import ConfigurationError, ManifestError
-from bridge.manifest import BridgeOptions, RouteKey, RouteState, load_manifest, parse_manifest
+from bridge.manifest import (
+    BridgeOptions,
+    LoginRule,
+    RouteKey,
+    RouteState,
+    load_manifest,
+    parse_manifest,
+)
 
 VALID = """
 [apps]
@@ -117,6 +124,23 @@ def test_load_manifest_reads_the_file_and_keeps_its_path(tmp_path: Path) -> None
         pytest.param("[bridge]\nwsgi_threads = 0\n", "wsgi_threads must be", id="zero"),
         pytest.param("[bridge]\nmax_body_size = 1.5\n", "max_body_size must be", id="float"),
         pytest.param("[bridge]\nmax_body_size = '1M'\n", "max_body_size must be", id="string"),
+        pytest.param(
+            '[routes]\n"GET /x" = { state = "async", ignore = ["items[0"] }\n',
+            "items[0",
+            id="bad-json-path",
+        ),
+        pytest.param(
+            '[routes]\n"GET /x" = { state = "async", tolerance = "small" }\n',
+            "tolerance",
+            id="bad-tolerance",
+        ),
+        pytest.param("[shadow]\nlogn = 1\n", "unknown key 'logn' in [shadow]", id="shadow-key"),
+        pytest.param(
+            '[shadow]\nlogin = { session_key = "user_id" }\n',
+            "[shadow] login must be",
+            id="login-without-query",
+        ),
+        pytest.param('[shadow]\nlogin = "user_id"\n', "[shadow] login must be", id="login-string"),
     ],
 )
 def test_every_error_is_one_line_naming_the_problem(text: str, problem: str) -> None:
@@ -153,3 +177,35 @@ def test_unreadable_file_is_a_manifest_error(tmp_path: Path) -> None:
 def test_route_key_is_normalised() -> None:
     assert RouteKey.parse("  patch   /x/<id>  ") == RouteKey("PATCH", "/x/<id>")
     assert str(RouteKey("GET", "/x")) == "GET /x"
+
+
+def test_a_route_table_carries_its_comparison_rules() -> None:
+    manifest = parse_manifest(
+        """
+        [routes]
+        "POST /api/orders" = { state = "async", datetimes = ["$.created_at"], datetime_tolerance = 5, ignore_columns = ["orders.created_at"] }
+        "GET /api/products" = "async"
+
+        [routes."GET /api/categories"]
+        state = "legacy"
+        unordered = ["$.items"]
+        ignore_headers = ["etag"]
+        """
+    )
+    orders = manifest.rules[RouteKey("POST", "/api/orders")]
+    assert orders.datetimes == ("$.created_at",)
+    assert orders.datetime_tolerance == 5
+    assert orders.ignore_columns == ("orders.created_at",)
+    assert manifest.state("POST", "/api/orders") is RouteState.ASYNC
+    categories = manifest.rules[RouteKey("GET", "/api/categories")]
+    assert (categories.unordered, categories.ignore_headers) == (("$.items",), ("etag",))
+    assert manifest.state("GET", "/api/categories") is RouteState.LEGACY
+    assert RouteKey("GET", "/api/products") not in manifest.rules
+
+
+def test_the_shadow_login_rule_is_parsed() -> None:
+    manifest = parse_manifest(
+        '[shadow]\nlogin = { session_key = "uid", query = "SELECT id FROM u WHERE e = :user" }\n'
+    )
+    assert manifest.login == LoginRule(session_key="uid", query="SELECT id FROM u WHERE e = :user")
+    assert parse_manifest("").login is None
