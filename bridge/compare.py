@@ -48,7 +48,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Any
@@ -324,7 +324,8 @@ def _show(value: Any) -> str:
         try:
             text = json.dumps(value, ensure_ascii=False)
         except (TypeError, ValueError):
-            text = repr(value)
+            # Database values: datetimes, dates, decimals read back by SQLAlchemy.
+            text = value.isoformat() if isinstance(value, date) else str(value)
     return text if len(text) <= _SHORTEN_AT else text[: _SHORTEN_AT - 1] + "…"
 
 

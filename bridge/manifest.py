@@ -168,7 +168,8 @@ def _routes(table: Mapping[str, Any]) -> tuple[dict[RouteKey, RouteState], dict[
             raise ManifestError(f"route {key} is listed twice")
         if isinstance(value, Mapping):
             options = {k: v for k, v in value.items() if k != "state"}
-            rules[key] = Rules.from_mapping(options, where=f'[routes."{raw_key}"]')
+            where = f'[routes."{raw_key}"]'
+            rules[key] = Rules.from_mapping(options, where=where, other_keys=("state",))
             value = value.get("state", RouteState.LEGACY.value)
         routes[key] = _state(raw_key, value)
     return routes, rules

@@ -132,6 +132,7 @@ def shadow(
                 manifest=shadow_manifest,
                 recorder=shadow_recorder,
                 aa=not request.config.getoption("--shadow-no-aa"),
+                port_routes=port.routes,
             )
             yield Shadow(portal, runner)
             portal.call(runner.aclose)

@@ -32,8 +32,9 @@ import anyio.to_thread
 import httpx
 from fastapi import FastAPI
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from werkzeug.exceptions import HTTPException as RoutingError
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Map
 
 from .cases import Case
@@ -42,11 +43,12 @@ from .compare import Comparison, Difference, Rules, Snapshot, compare_responses,
 from .exceptions import ConfigurationError
 from .hybrid import HybridApp
 from .manifest import LoginRule, Manifest, RouteKey, RouteState
-from .routing import RouteTable
+from .routing import RouteTable, Side
 from .sessions import FlaskSessionConfig, FlaskSessionCookie
 
 BASE_URL = "http://localhost"
 UNMATCHED = "(no Flask rule matches)"
+WRONG_METHOD = "(no Flask rule for the method)"
 
 
 class Outcome(StrEnum):
@@ -62,6 +64,7 @@ class CaseResult:
     differences: tuple[Difference, ...]
     noise: tuple[Difference, ...]
     proposed: Rules = field(default_factory=Rules)
+    ported: bool = True  # the port side sent it to FastAPI, not to the legacy app
 
     @property
     def outcome(self) -> Outcome:
@@ -79,13 +82,18 @@ class CaseResult:
 
 def route_of(url_map: Map, case: Case) -> str:
     """The manifest key (``"GET /api/products/<int:product_id>"``) a case's request matches,
-    or :data:`UNMATCHED`."""
+    :data:`WRONG_METHOD` or :data:`UNMATCHED`. ``HEAD`` counts as its rule's ``GET``."""
     adapter = url_map.bind("localhost")
     try:
         rule, _ = adapter.match(httpx.URL(case.path).path, method=case.method, return_rule=True)
+    except MethodNotAllowed:
+        return WRONG_METHOD
     except RoutingError:
         return UNMATCHED
-    return str(RouteKey(case.method, rule.rule))
+    method = case.method
+    if method == "HEAD" and "GET" in (rule.methods or ()):
+        method = "GET"
+    return str(RouteKey(method, rule.rule))
 
 
 def app_tables(flask_app: Flask) -> list[str] | None:
@@ -120,7 +128,8 @@ def ported_side(flask_app: Flask, fastapi_app: FastAPI, manifest: Manifest) -> H
     method or path converter the port does not take) gets the legacy answer on
     this side too, as it would in production.
     """
-    table = RouteTable(flask_app.url_map, fastapi_app.routes, Manifest())
+    # Checks the manifest's keys against the apps, as serving it would.
+    table = RouteTable(flask_app.url_map, fastapi_app.routes, manifest)
     routes = {route.key: RouteState.ASYNC for route in table.routes if route.ported}
     options = dataclasses.replace(manifest.options, side_header=False)
     return HybridApp(flask_app, fastapi_app, Manifest(routes=routes, options=options))
@@ -187,22 +196,36 @@ class ShadowRunner:
         manifest: Manifest,
         recorder: ChangeRecorder | None = None,
         aa: bool = True,
+        port_routes: RouteTable | None = None,
+        database: Engine | None = None,
     ) -> None:
+        """*port_routes* tells which requests reach FastAPI on the port side (the
+        table of :func:`ported_side`); *database* looks up the users of cases
+        and defaults to the recorder's engine."""
         self.flask_app = flask_app
         self.legacy = legacy
         self.port = port
         self.manifest = manifest
         self.recorder = recorder
         self.aa = aa
+        self.port_routes = port_routes
+        self.database = database or (recorder.engine if recorder else None)
         self.cookie = FlaskSessionCookie(FlaskSessionConfig.from_flask_config(flask_app.config))
         self.login = manifest.login
+        self._user_ids: dict[str, Any] = {}
+
+    def prepare(self, cases: Iterable[Case]) -> None:
+        """Look up every user the cases name, so a missing one stops the run before it starts."""
+        for case in cases:
+            if case.user is not None:
+                self._user_id(case)
 
     def route_of(self, case: Case) -> str:
         """The manifest key of the Flask rule a case's request matches."""
         return route_of(self.flask_app.url_map, case)
 
     def rules_for(self, route: str) -> Rules:
-        if route == UNMATCHED:
+        if route in (UNMATCHED, WRONG_METHOD):
             return Rules()
         return self.manifest.rules.get(RouteKey.parse(route), Rules())
 
@@ -224,7 +247,19 @@ class ShadowRunner:
         everything = self._compare(legacy, port, legacy_rows, port_rows, rules)
         real = self._compare(legacy, port, legacy_rows, port_rows, rules.merge(noise_rules))
         noise = tuple(d for d in everything if d not in real)
-        return CaseResult(case, route, tuple(real), noise, noise_rules)
+        return CaseResult(case, route, tuple(real), noise, noise_rules, self._reaches_port(request))
+
+    def _reaches_port(self, request: httpx.Request) -> bool:
+        if self.port_routes is None:
+            return True
+        scope = {
+            "type": "http",
+            "method": request.method,
+            "path": request.url.path,
+            "root_path": "",
+            "headers": [(b"host", b"localhost")],
+        }
+        return self.port_routes.side_for(scope) is Side.ASYNC
 
     def request(self, case: Case) -> httpx.Request:
         """The httpx request for a case, with its login as a signed Flask session cookie."""
@@ -256,14 +291,19 @@ class ShadowRunner:
         return self.login
 
     def _user_id(self, case: Case) -> Any:
-        if self.recorder is None:
+        assert case.user is not None
+        if case.user in self._user_ids:
+            return self._user_ids[case.user]
+        login = self._login()
+        if self.database is None:
             raise ConfigurationError(
-                f"{case.label}: a user is looked up in the database: give a database URL"
+                f"{case.label}: users are looked up in the database: set DATABASE_URL"
             )
-        with self.recorder.engine.connect() as connection:
-            value = connection.execute(text(self._login().query), {"user": case.user}).scalar()
+        with self.database.connect() as connection:
+            value = connection.execute(text(login.query), {"user": case.user}).scalar()
         if value is None:
             raise ConfigurationError(f"{case.label}: no user {case.user!r} in the database")
+        self._user_ids[case.user] = value
         return value
 
     async def _send(self, send: Sender, request: httpx.Request) -> tuple[Snapshot, ChangeSet]:
@@ -309,6 +349,7 @@ def rules_from(differences: Iterable[Difference]) -> Rules:
 @dataclass
 class RouteSummary:
     route: str
+    ported: bool = False  # some case of the route reached FastAPI
     cases: int = 0
     counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
     first_difference: CaseResult | None = None
@@ -321,6 +362,7 @@ def summarize(results: Sequence[CaseResult]) -> list[RouteSummary]:
     for result in results:
         summary = summaries.setdefault(result.route, RouteSummary(result.route))
         summary.cases += 1
+        summary.ported = summary.ported or result.ported
         summary.counts[result.outcome] += 1
         summary.proposed = summary.proposed.merge(result.proposed)
         if result.outcome is Outcome.DIFFERENT and summary.first_difference is None:
@@ -328,24 +370,35 @@ def summarize(results: Sequence[CaseResult]) -> list[RouteSummary]:
     return list(summaries.values())
 
 
-def proposed_toml(summaries: Iterable[RouteSummary]) -> str:
-    """The manifest rules the A/A runs propose, ready to paste into migration.toml."""
-    blocks = []
+def proposed_toml(summaries: Iterable[RouteSummary], manifest: Manifest) -> str:
+    """The route entries the A/A runs propose, ready to replace the routes' lines in
+    migration.toml: each keeps the route's state and rules and adds what the noise needs."""
+    lines = []
     for summary in summaries:
-        rules = summary.proposed
-        lines = [
-            f"{name} = [{', '.join(_toml_string(v) for v in values)}]"
-            for name, values in (
-                ("ignore", rules.ignore),
-                ("ignore_headers", rules.ignore_headers),
-                ("ignore_columns", rules.ignore_columns),
-            )
-            if values
+        if summary.proposed == Rules() or summary.route in (UNMATCHED, WRONG_METHOD):
+            continue
+        key = RouteKey.parse(summary.route)
+        rules = manifest.rules.get(key, Rules()).merge(summary.proposed)
+        entries = [
+            f"state = {_toml(manifest.state(key.method, key.rule).value)}",
+            *_rule_entries(rules),
         ]
-        if lines and summary.route != UNMATCHED:
-            blocks.append("\n".join([f"[routes.{_toml_string(summary.route)}]", *lines]))
-    return "\n\n".join(blocks)
+        lines.append(f"{_toml(summary.route)} = {{ {', '.join(entries)} }}")
+    return "\n".join(lines)
 
 
-def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _rule_entries(rules: Rules) -> list[str]:
+    defaults = Rules()
+    return [
+        f"{item.name} = {_toml(getattr(rules, item.name))}"
+        for item in dataclasses.fields(rules)
+        if getattr(rules, item.name) != getattr(defaults, item.name)
+    ]
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return repr(value)

@@ -23,6 +23,7 @@ from .shadow import (
     CaseResult,
     Outcome,
     RouteSummary,
+    Sender,
     ShadowRunner,
     app_tables,
     asgi_sender,
@@ -52,14 +53,16 @@ def run_shadow(
     details = render_details(summaries)
     if details:
         click.echo("\n" + details)
-    proposals = proposed_toml(summaries)
+    proposals = proposed_toml(summaries, manifest)
     if proposals:
         click.echo(
-            "\nThe A/A run found noise; rules that would silence it "
-            "(merge them into each route's entry in the manifest):\n\n" + proposals
+            "\nThe A/A run found noise. Entries that silence it, keeping each route's "
+            "state and rules (replace the route's entry in the manifest):\n\n" + proposals
         )
     if json_path:
-        Path(json_path).write_text(json.dumps(to_json(results, summaries), indent=2) + "\n")
+        Path(json_path).write_text(
+            json.dumps(to_json(results, summaries, manifest), indent=2) + "\n"
+        )
     return any(result.outcome is Outcome.DIFFERENT for result in results)
 
 
@@ -74,20 +77,25 @@ async def _run(
     settings = DatabaseSettings.from_env()
     settings.check_drivers()
     flask_app = load_flask_app(manifest.flask_app, manifest.path)
+    fastapi_app = load_fastapi_app(manifest.fastapi_app, manifest.path)
+    port_side = ported_side(flask_app, fastapi_app, manifest)
     # NullPool: every snapshot and restore opens its own connection and holds
     # nothing between cases that could block the apps' own writes.
     engine = create_engine(settings.sync_url, poolclass=NullPool)
     recorder = ChangeRecorder(engine, tables=app_tables(flask_app)) if record_rows else None
     try:
-        async with _senders(manifest, flask_app, legacy_url, async_url) as (legacy, port):
+        async with _senders(fastapi_app, flask_app, port_side, legacy_url, async_url) as senders:
             runner = ShadowRunner(
                 flask_app=flask_app,
-                legacy=legacy,
-                port=port,
+                legacy=senders[0],
+                port=senders[1],
                 manifest=manifest,
                 recorder=recorder,
                 aa=aa,
+                port_routes=port_side.routes,
+                database=engine,
             )
+            runner.prepare(cases)
             results = []
             progress = Progress(len(cases))
             try:
@@ -99,23 +107,23 @@ async def _run(
             return results
     finally:
         engine.dispose()
+        port_side.legacy.shutdown()
         dispose_flask_engines(flask_app)
 
 
 @asynccontextmanager
 async def _senders(
-    manifest: Manifest, flask_app: Any, legacy_url: str | None, async_url: str | None
-) -> AsyncIterator[tuple[Any, Any]]:
+    fastapi_app: Any,
+    flask_app: Any,
+    port_side: Any,
+    legacy_url: str | None,
+    async_url: str | None,
+) -> AsyncIterator[tuple[Sender, Sender]]:
     if legacy_url is not None and async_url is not None:
         yield url_sender(legacy_url), url_sender(async_url)
         return
-    fastapi_app = load_fastapi_app(manifest.fastapi_app, manifest.path)
-    port = ported_side(flask_app, fastapi_app, manifest)
-    try:
-        async with fastapi_app.router.lifespan_context(fastapi_app):
-            yield wsgi_sender(flask_app), asgi_sender(port)
-    finally:
-        port.legacy.shutdown()
+    async with fastapi_app.router.lifespan_context(fastapi_app):
+        yield wsgi_sender(flask_app), asgi_sender(port_side)
 
 
 class Progress:
@@ -141,7 +149,7 @@ def render_table(summaries: Sequence[RouteSummary]) -> str:
     headers = ["route", "cases", "same", "different", "noise"]
     rows = [
         [
-            s.route,
+            s.route if s.ported else f"{s.route} (not ported)",
             str(s.cases),
             *(str(s.counts[o]) for o in (Outcome.SAME, Outcome.DIFFERENT, Outcome.NOISE)),
         ]
@@ -173,11 +181,18 @@ def render_details(summaries: Sequence[RouteSummary]) -> str:
     )
 
 
-def to_json(results: Sequence[CaseResult], summaries: Sequence[RouteSummary]) -> dict[str, Any]:
+def to_json(
+    results: Sequence[CaseResult], summaries: Sequence[RouteSummary], manifest: Manifest
+) -> dict[str, Any]:
     return {
         "different": sum(r.outcome is Outcome.DIFFERENT for r in results),
         "routes": [
-            {"route": s.route, "cases": s.cases, **{o.value: s.counts[o] for o in Outcome}}
+            {
+                "route": s.route,
+                "ported": s.ported,
+                "cases": s.cases,
+                **{o.value: s.counts[o] for o in Outcome},
+            }
             for s in summaries
         ],
         "cases": [
@@ -185,10 +200,11 @@ def to_json(results: Sequence[CaseResult], summaries: Sequence[RouteSummary]) ->
                 "case": r.case.label,
                 "route": r.route,
                 "outcome": r.outcome.value,
+                "ported": r.ported,
                 "differences": [str(d) for d in r.differences],
                 "noise": [str(d) for d in r.noise],
             }
             for r in results
         ],
-        "proposed_rules": proposed_toml(summaries),
+        "proposed_rules": proposed_toml(summaries, manifest),
     }

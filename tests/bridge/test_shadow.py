@@ -11,16 +11,20 @@ from sqlalchemy import Engine
 
 from bridge.cases import Case
 from bridge.changes import ChangeRecorder
+from bridge.compare import Rules
 from bridge.database import DatabaseSettings
-from bridge.exceptions import ConfigurationError
-from bridge.manifest import LoginRule, Manifest
+from bridge.exceptions import ConfigurationError, ManifestError
+from bridge.manifest import LoginRule, Manifest, RouteKey, RouteState, parse_manifest
 from bridge.shadow import (
+    UNMATCHED,
+    WRONG_METHOD,
     CaseResult,
     Outcome,
     ShadowRunner,
     asgi_sender,
     ported_side,
     proposed_toml,
+    route_of,
     summarize,
     wsgi_sender,
 )
@@ -96,7 +100,8 @@ async def test_a_random_token_is_noise_found_by_the_aa_run(make_runner: Callable
     assert result.outcome is Outcome.NOISE
     assert [d.where for d in result.noise] == ["$.token"]
     assert result.proposed.ignore == ("$.token",)
-    assert proposed_toml(summarize([result])) == '[routes."POST /notes"]\nignore = ["$.token"]'
+    proposal = proposed_toml(summarize([result]), Manifest())
+    assert proposal == '"POST /notes" = { state = "legacy", ignore = ["$.token"] }'
 
 
 async def test_without_the_aa_run_noise_is_a_difference(make_runner: Callable[..., Any]) -> None:
@@ -184,3 +189,94 @@ async def test_summaries_count_each_outcome_per_route(make_runner: Callable[...,
     )
     assert get.first_difference is results[0]
     assert (post.route, post.counts[Outcome.NOISE]) == ("POST /notes", 1)
+
+
+def test_head_is_reported_under_its_get_route_and_a_wrong_method_apart() -> None:
+    flask_app = shadow_apps.create_flask(DatabaseSettings(url="sqlite:///unused.sqlite3"))
+    url_map = flask_app.url_map
+    assert route_of(url_map, Case(method="HEAD", path="/notes/1")) == "GET /notes/<int:note_id>"
+    assert route_of(url_map, Case(method="PUT", path="/notes/1")) == WRONG_METHOD
+    assert route_of(url_map, Case(method="GET", path="/nowhere")) == UNMATCHED
+    flask_app.extensions["engine"].dispose()
+
+
+def test_proposed_entries_keep_the_state_and_rules_and_parse_back() -> None:
+    manifest = parse_manifest(
+        '[routes]\n"POST /notes" = { state = "async", ignore_headers = ["etag"] }\n'
+    )
+    result = CaseResult(
+        case=ADD_NOTE,
+        route="POST /notes",
+        differences=(),
+        noise=(),
+        proposed=Rules(ignore=("$.token",), ignore_columns=("shadow_notes.text",)),
+    )
+    proposal = proposed_toml(summarize([result]), manifest)
+    reparsed = parse_manifest("[routes]\n" + proposal)
+    key = RouteKey("POST", "/notes")
+    assert reparsed.state("POST", "/notes") is RouteState.ASYNC
+    assert reparsed.rules[key] == Rules(
+        ignore=("$.token",), ignore_headers=("etag",), ignore_columns=("shadow_notes.text",)
+    )
+
+
+async def test_a_missing_user_stops_the_run_before_any_case_runs(
+    make_runner: Callable[..., Any],
+) -> None:
+    cases = [GET_NOTE, Case(method="GET", path="/whoami", user="zed@example.com")]
+    async with make_runner() as runner:
+        with pytest.raises(ConfigurationError, match="no user"):
+            runner.prepare(cases)
+
+
+async def test_users_are_looked_up_without_recording_rows(
+    database_settings: DatabaseSettings, recorder: ChangeRecorder
+) -> None:
+    flask_app = shadow_apps.create_flask(database_settings)
+    port = shadow_apps.create_port(database_settings, "skips-write")
+    side = ported_side(flask_app, port, Manifest(login=LOGIN))
+    async with port.router.lifespan_context(port):
+        runner = ShadowRunner(
+            flask_app=flask_app,
+            legacy=wsgi_sender(flask_app),
+            port=asgi_sender(side),
+            manifest=Manifest(login=LOGIN),
+            database=recorder.engine,
+        )
+        whoami = await runner.run(Case(method="GET", path="/whoami", user="ann@example.com"))
+        await runner.aclose()
+    side.legacy.shutdown()
+    flask_app.extensions["engine"].dispose()
+    assert whoami.outcome is Outcome.SAME
+
+
+async def test_cases_the_port_never_sees_are_marked_not_ported(
+    database_settings: DatabaseSettings, recorder: ChangeRecorder
+) -> None:
+    flask_app = shadow_apps.create_flask(database_settings)
+    port = shadow_apps.create_port(database_settings)
+    side = ported_side(flask_app, port, Manifest())
+    async with port.router.lifespan_context(port):
+        runner = ShadowRunner(
+            flask_app=flask_app,
+            legacy=wsgi_sender(flask_app),
+            port=asgi_sender(side),
+            manifest=Manifest(),
+            recorder=recorder,
+            port_routes=side.routes,
+        )
+        reached = await runner.run(GET_NOTE)
+        missed = await runner.run(Case(method="GET", path="/notes/abc"))
+        await runner.aclose()
+    side.legacy.shutdown()
+    flask_app.extensions["engine"].dispose()
+    assert (reached.ported, missed.ported) == (True, False)
+
+
+def test_the_port_side_checks_the_manifest_keys(database_settings: DatabaseSettings) -> None:
+    flask_app = shadow_apps.create_flask(database_settings)
+    port = shadow_apps.create_port(database_settings)
+    misspelled = parse_manifest('[routes]\n"GET /note/<int:note_id>" = { state = "async" }\n')
+    with pytest.raises(ManifestError, match="closest: GET /notes/<int:note_id>"):
+        ported_side(flask_app, port, misspelled)
+    flask_app.extensions["engine"].dispose()
