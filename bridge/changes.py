@@ -63,7 +63,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.expression import literal_column
 
-from .compare import MISSING, Difference
+from .compare import MISSING, Difference, show_value
 from .exceptions import ConfigurationError, RestoreError
 
 Row = dict[str, Any]  # column name -> value
@@ -327,9 +327,7 @@ def _change(before: Any, after: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    return repr(value) if isinstance(value, str | bytes) else str(value)
+    return "NULL" if value is None else show_value(value)
 
 
 def _show_key(key: Key) -> str:

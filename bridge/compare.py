@@ -307,7 +307,8 @@ class Difference:
 
     def render(self, legacy_label: str = "legacy", port_label: str = "async") -> str:
         """One readable line; the labels replace the words legacy and async, notes included."""
-        text = f"{self.where}: {legacy_label} {_show(self.legacy)}, {port_label} {_show(self.port)}"
+        legacy, port = show_value(self.legacy), show_value(self.port)
+        text = f"{self.where}: {legacy_label} {legacy}, {port_label} {port}"
         note = _relabel(self.note, legacy_label, port_label)
         return f"{text} ({note})" if note else text
 
@@ -315,18 +316,24 @@ class Difference:
 _SHORTEN_AT = 80
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any, *, shorten: bool = True) -> str:
+    """A value as differences print it: JSON, with database values (datetimes,
+    decimals) as ISO strings and numbers, never as Python reprs."""
     if value is MISSING:
         text = "absent"
     elif isinstance(value, bytes):
         text = repr(value)
     else:
-        try:
-            text = json.dumps(value, ensure_ascii=False)
-        except (TypeError, ValueError):
-            # Database values: datetimes, dates, decimals read back by SQLAlchemy.
-            text = value.isoformat() if isinstance(value, date) else str(value)
-    return text if len(text) <= _SHORTEN_AT else text[: _SHORTEN_AT - 1] + "…"
+        text = json.dumps(value, ensure_ascii=False, default=_plain)
+    if not shorten or len(text) <= _SHORTEN_AT:
+        return text
+    return text[: _SHORTEN_AT - 1] + "…"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 def _relabel(note: str, legacy_label: str, port_label: str) -> str:

@@ -7,7 +7,9 @@ point. In a test::
     def test_product_list_port(shadow, path):
         shadow.check("GET", path)
 
-    @pytest.mark.parametrize("case", shadow_cases("shadow_cases.jsonl"), ids=str)
+    CASES = Path(__file__).with_name("shadow_cases.jsonl")
+
+    @pytest.mark.parametrize("case", shadow_cases(CASES))
     def test_every_case(shadow, case):
         shadow.check(case)
 
@@ -133,6 +135,7 @@ def shadow(
                 recorder=shadow_recorder,
                 aa=not request.config.getoption("--shadow-no-aa"),
                 port_routes=port.routes,
+                database=shadow_recorder.engine if shadow_recorder else None,
             )
             yield Shadow(portal, runner)
             portal.call(runner.aclose)

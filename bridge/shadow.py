@@ -33,6 +33,7 @@ import httpx
 from fastapi import FastAPI
 from flask import Flask
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException as RoutingError
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Map
@@ -43,7 +44,7 @@ from .compare import Comparison, Difference, Rules, Snapshot, compare_responses,
 from .exceptions import ConfigurationError
 from .hybrid import HybridApp
 from .manifest import LoginRule, Manifest, RouteKey, RouteState
-from .routing import RouteTable, Side
+from .routing import AUTOMATIC_METHODS, RouteTable, Side
 from .sessions import FlaskSessionConfig, FlaskSessionCookie
 
 BASE_URL = "http://localhost"
@@ -93,6 +94,8 @@ def route_of(url_map: Map, case: Case) -> str:
     method = case.method
     if method == "HEAD" and "GET" in (rule.methods or ()):
         method = "GET"
+    if method in AUTOMATIC_METHODS and method != "HEAD":
+        return f"(Flask's automatic {method})"
     return str(RouteKey(method, rule.rule))
 
 
@@ -225,7 +228,7 @@ class ShadowRunner:
         return route_of(self.flask_app.url_map, case)
 
     def rules_for(self, route: str) -> Rules:
-        if route in (UNMATCHED, WRONG_METHOD):
+        if route.startswith("("):  # no route of the manifest: UNMATCHED and the like
             return Rules()
         return self.manifest.rules.get(RouteKey.parse(route), Rules())
 
@@ -297,10 +300,18 @@ class ShadowRunner:
         login = self._login()
         if self.database is None:
             raise ConfigurationError(
-                f"{case.label}: users are looked up in the database: set DATABASE_URL"
+                f"{case.label}: users are looked up in the database, and this run has none: "
+                "record rows, or give the runner a database engine"
             )
-        with self.database.connect() as connection:
-            value = connection.execute(text(login.query), {"user": case.user}).scalar()
+        try:
+            with self.database.connect() as connection:
+                value = connection.execute(text(login.query), {"user": case.user}).scalar()
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise ConfigurationError(
+                f"{case.label}: the [shadow] login query failed ({reason}): "
+                "check the query and DATABASE_URL"
+            ) from None
         if value is None:
             raise ConfigurationError(f"{case.label}: no user {case.user!r} in the database")
         self._user_ids[case.user] = value
@@ -375,7 +386,7 @@ def proposed_toml(summaries: Iterable[RouteSummary], manifest: Manifest) -> str:
     migration.toml: each keeps the route's state and rules and adds what the noise needs."""
     lines = []
     for summary in summaries:
-        if summary.proposed == Rules() or summary.route in (UNMATCHED, WRONG_METHOD):
+        if summary.proposed == Rules() or summary.route.startswith("("):
             continue
         key = RouteKey.parse(summary.route)
         rules = manifest.rules.get(key, Rules()).merge(summary.proposed)

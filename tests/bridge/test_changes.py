@@ -593,7 +593,7 @@ def test_a_composite_key_is_shown_in_full() -> None:
         stock=TableChanges((), ((row, {**row, "quantity": 3}),), (), ("item_id", "warehouse"))
     )
 
-    assert compare_changes(legacy, {})[0].where == "rows stock[1, 'north'].quantity"
+    assert compare_changes(legacy, {})[0].where == 'rows stock[1, "north"].quantity'
 
 
 def test_json_values_are_hashable_for_multisets() -> None:

@@ -977,3 +977,15 @@ def test_generalize_and_is_ignored_propose_and_check_rules_from_noise() -> None:
     assert proposed.ignore == ("$.items[*].at",)
     assert is_ignored("$.items[7].at", proposed.ignore)
     assert not is_ignored("$.items[7].id", proposed.ignore)
+
+
+def test_database_values_print_as_json_not_python_reprs() -> None:
+    from datetime import datetime as naive_datetime
+    from decimal import Decimal
+
+    from bridge.compare import show_value
+
+    row = {"id": 4, "created_at": naive_datetime(2026, 11, 27, 0, 41, 9), "price": Decimal("9.90")}
+    assert show_value(row, shorten=False) == (
+        '{"id": 4, "created_at": "2026-11-27T00:41:09", "price": "9.90"}'
+    )

@@ -280,3 +280,19 @@ def test_the_port_side_checks_the_manifest_keys(database_settings: DatabaseSetti
     with pytest.raises(ManifestError, match="closest: GET /notes/<int:note_id>"):
         ported_side(flask_app, port, misspelled)
     flask_app.extensions["engine"].dispose()
+
+
+def test_automatic_options_is_reported_apart() -> None:
+    flask_app = shadow_apps.create_flask(DatabaseSettings(url="sqlite:///unused.sqlite3"))
+    route = route_of(flask_app.url_map, Case(method="OPTIONS", path="/notes/1"))
+    assert route == "(Flask's automatic OPTIONS)"
+    flask_app.extensions["engine"].dispose()
+
+
+async def test_a_failing_login_query_is_a_configuration_error(
+    make_runner: Callable[..., Any],
+) -> None:
+    broken = LoginRule(session_key="user_id", query="SELECT id FROM no_such_table WHERE x = :user")
+    async with make_runner(login=broken) as runner:
+        with pytest.raises(ConfigurationError, match=r"the \[shadow\] login query failed"):
+            runner.prepare([Case(method="GET", path="/whoami", user="ann@example.com")])
