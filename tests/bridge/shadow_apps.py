@@ -82,7 +82,9 @@ def create_flask(settings: DatabaseSettings | None = None) -> Flask:
     def add_note() -> Any:
         text = request.get_json()["text"]
         with engine.begin() as connection:
-            note_id = connection.execute(insert(notes).values(text=text)).inserted_primary_key[0]
+            key = connection.execute(insert(notes).values(text=text)).inserted_primary_key
+            assert key is not None
+            note_id = key[0]
             connection.execute(update(counters).values(value=counters.c.value + 1))
         # A fresh token every time: noise that an A/A run finds.
         return jsonify(id=note_id, text=text, token=secrets.token_hex(4)), 201
@@ -112,7 +114,8 @@ def create_port(settings: DatabaseSettings | None = None, variant: str | None = 
     @app.post("/notes")
     async def add_note(request: Request, session: DbSession) -> FlaskJSONResponse:
         text = (await get_json(request))["text"]
-        note_id = (await session.execute(insert(notes).values(text=text))).inserted_primary_key[0]
+        inserted = await session.execute(insert(notes).values(text=text))
+        note_id = inserted.inserted_primary_key[0]  # type: ignore[attr-defined]
         if variant == "extra-row":
             await session.execute(insert(notes).values(text=text))
         if variant != "skips-write":

@@ -39,5 +39,5 @@ FORGETFUL_REPOSITORIES = types.SimpleNamespace(
 
 def create_app_forgetting_stock() -> FastAPI:
     """The ports, with ``POST /api/orders`` leaving the stock as it was."""
-    async_app.orders.repo = FORGETFUL_REPOSITORIES  # type: ignore[assignment]
+    async_app.orders.repo = FORGETFUL_REPOSITORIES  # type: ignore[assignment,attr-defined]
     return async_app.create_app()

@@ -53,7 +53,7 @@ COMPARED_HEADERS = (
 
 class FrozenDatetime(datetime):
     @classmethod
-    def now(cls, tz: Any = None) -> FrozenDatetime:  # type: ignore[override]
+    def now(cls, tz: Any = None) -> FrozenDatetime:
         return cls.fromtimestamp(FROZEN_NOW.timestamp(), tz)
 
 

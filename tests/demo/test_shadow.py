@@ -115,7 +115,7 @@ class TickingDatetime(datetime):
     ticks = 0
 
     @classmethod
-    def now(cls, tz: Any = None) -> TickingDatetime:  # type: ignore[override]
+    def now(cls, tz: Any = None) -> TickingDatetime:
         cls.ticks += 1
         return cls.fromtimestamp(1_750_000_000 + cls.ticks, tz)
 
