@@ -22,6 +22,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 from werkzeug.exceptions import default_exceptions
 from werkzeug.http import HTTP_STATUS_CODES
@@ -71,37 +73,70 @@ def install_error_envelope(
 
     defaults = dict(messages or {})
 
-    def respond(
-        code: int, message: str | None, headers: dict[str, str] | None = None
-    ) -> JSONResponse:
+    def respond(code: int, message: str | None, headers: dict[str, str] | None = None) -> Response:
+        if code in _NO_BODY or code < 200:
+            return Response(status_code=code, headers=headers)  # HTTP forbids a body here
         text = message or defaults.get(code) or default_message(code)
         return JSONResponse(body(code, status_name(code), text), status_code=code, headers=headers)
 
-    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         detail: str | None = exc.detail if isinstance(exc.detail, str) else None
         if detail == _phrase(exc.status_code):
             detail = None  # Starlette's own 404/405 carry the phrase, not a message
         return respond(exc.status_code, detail, dict(exc.headers or {}))
 
-    async def validation_error(_request: Request, _exc: Exception) -> JSONResponse:
+    async def validation_error(_request: Request, _exc: Exception) -> Response:
         return respond(400, None)
 
-    async def page_not_found(_request: Request, _exc: Exception) -> JSONResponse:
+    async def page_not_found(_request: Request, _exc: Exception) -> Response:
         return respond(404, None)
 
-    async def pool_timeout(_request: Request, exc: Exception) -> JSONResponse:
+    async def pool_timeout(_request: Request, exc: Exception) -> Response:
         logger.warning("database pool exhausted: %s", exc)
         return respond(503, None, {"Retry-After": str(RETRY_AFTER_SECONDS)})
-
-    async def server_error(_request: Request, _exc: Exception) -> JSONResponse:
-        return respond(500, None)
 
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(PageNotFound, page_not_found)
     app.add_exception_handler(PoolTimeoutError, pool_timeout)
-    app.add_exception_handler(Exception, server_error)
+    # Not an exception handler: Starlette answers those outside every middleware,
+    # so a 500 would lose what middleware adds, such as the session cookie.
+    app.add_middleware(ServerErrorEnvelope, respond=lambda: respond(500, None))
+
+
+_NO_BODY = frozenset({204, 205, 304})
+
+
+class ServerErrorEnvelope:
+    """Answers an unhandled exception with the envelope's 500, then re-raises it
+    so that the server logs it, as Flask logs it.
+
+    It runs inside the middleware added after it, so call
+    :func:`install_error_envelope` before adding ``FlaskSessionMiddleware``.
+    """
+
+    def __init__(self, app: ASGIApp, respond: Callable[[], Response]) -> None:
+        self.app = app
+        self.respond = respond
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            if not started:
+                await self.respond()(scope, receive, send)
+            raise
 
 
 def flask_error_response(

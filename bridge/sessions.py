@@ -93,7 +93,7 @@ class FlaskSessionConfig:
                 "to read its session cookie"
             )
         lifetime = config.get("PERMANENT_SESSION_LIFETIME", timedelta(days=31))
-        if isinstance(lifetime, int):
+        if isinstance(lifetime, int | float):  # Flask takes seconds as any number
             lifetime = timedelta(seconds=lifetime)
         return cls(
             secret_key=secret_key,
@@ -193,8 +193,11 @@ class FlaskSessionMiddleware:
     def _save(self, session: SecureCookieSession, headers: MutableHeaders) -> None:
         cookies, vary = self.cookie.set_cookie_headers(session)
         if vary:
-            values = HeaderSet(parse_set_header(headers.get("vary", "")))
+            values = HeaderSet()
+            for value in headers.getlist("vary"):  # every Vary header, merged into one
+                values.update(parse_set_header(value))
             values.add("Cookie")
+            del headers["vary"]
             headers["vary"] = values.to_header()
         for cookie in cookies:
             headers.append("set-cookie", cookie)

@@ -4,8 +4,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException
-from flask import Blueprint, Flask, jsonify
+from fastapi import FastAPI, HTTPException, Request
+from flask import Blueprint, Flask, jsonify, session
 from pydantic import BaseModel
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import (
@@ -21,6 +21,7 @@ from werkzeug.test import EnvironBuilder
 
 from bridge.errors import default_message, flask_error_response, install_error_envelope, status_name
 from bridge.exceptions import PageNotFound
+from bridge.sessions import FlaskSessionConfig, FlaskSessionMiddleware
 from tests.bridge.apps import error_body
 
 pytestmark = pytest.mark.anyio
@@ -273,3 +274,57 @@ def test_flask_error_response_without_a_handler_is_werkzeugs_page() -> None:
 
     assert status == 413
     assert b"Request Entity Too Large" in body
+
+
+@pytest.mark.parametrize("code", [204, 304])
+async def test_statuses_without_a_body_get_none(code: int) -> None:
+    app = FastAPI()
+    install_error_envelope(app, error_body)
+
+    @app.get("/empty")
+    def empty() -> None:
+        raise HTTPException(code, headers={"ETag": '"v1"'})
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/empty")
+    assert response.status_code == code
+    assert response.content == b""
+    assert "content-type" not in response.headers
+    assert response.headers["etag"] == '"v1"'
+
+
+async def test_an_unhandled_exception_keeps_what_outer_middleware_adds() -> None:
+    # A 500 from Flask still carries the session cookie and Vary: Cookie.
+    legacy = Flask(__name__)
+    legacy.secret_key = "k"
+
+    @legacy.get("/boom")
+    def legacy_boom() -> str:
+        session["seen"] = 1
+        raise RuntimeError("boom")
+
+    @legacy.errorhandler(500)
+    def legacy_500(error: Any) -> Any:
+        return jsonify(error_body(500, error.name, error.description)), 500
+
+    app = FastAPI()
+    install_error_envelope(app, error_body)
+    app.add_middleware(FlaskSessionMiddleware, config=FlaskSessionConfig(secret_key="k"))
+
+    @app.get("/boom")
+    def ported_boom(request: Request) -> None:
+        request.session["seen"] = 1
+        raise RuntimeError("boom")
+
+    flask_transport = httpx.WSGITransport(app=legacy)
+    asgi_transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    with httpx.Client(transport=flask_transport, base_url="http://testserver") as client:
+        flask_response = client.get("/boom")
+    async with httpx.AsyncClient(transport=asgi_transport, base_url="http://testserver") as client:
+        ported_response = await client.get("/boom")
+    for response in (flask_response, ported_response):
+        assert response.status_code == 500
+        assert response.headers["vary"] == "Cookie"
+        assert response.headers["set-cookie"].startswith("session=")
+    assert ported_response.content == flask_response.content

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import itsdangerous.timed
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
 from flask import Flask, session
 from markupsafe import Markup
@@ -386,3 +386,30 @@ def test_from_flask_config_reads_flasks_keys() -> None:
         lifetime=timedelta(hours=2),
         refresh_each_request=False,
     )
+
+
+async def test_every_vary_header_is_kept_when_cookie_is_added() -> None:
+    app = FastAPI()
+
+    @app.get("/vary")
+    def vary(request: Request) -> Response:
+        request.session.get("user_id")
+        response = Response(b"")
+        response.headers.append("Vary", "Accept-Encoding")
+        response.headers.append("Vary", "Origin")
+        return response
+
+    wrapped = FlaskSessionMiddleware(app, FlaskSessionConfig(secret_key="k"))
+    transport = httpx.ASGITransport(app=wrapped)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/vary")
+    assert response.headers.get_list("vary") == ["Accept-Encoding, Origin, Cookie"]
+
+
+def test_a_lifetime_in_float_seconds_is_read_as_flask_reads_it() -> None:
+    config = FlaskSessionConfig.from_flask_config(
+        {"SECRET_KEY": "k", "PERMANENT_SESSION_LIFETIME": 0.5 * 3600}
+    )
+    assert config.lifetime == timedelta(minutes=30)
+    cookie = FlaskSessionCookie(config)
+    assert cookie.load(cookie.dump({"a": 1})) == {"a": 1}
