@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,7 @@ def serve(
         # before the port is bound, and the apps' first start (a demo database
         # being created) happens once, not once per worker.
         app = build_hybrid(manifest)
+        _check_port_free(host, port)
     os.environ[MANIFEST_ENV] = str(manifest.path)
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
@@ -177,6 +179,20 @@ def route_table(manifest: Manifest) -> RouteTable:
     hybrid = build_hybrid(manifest)
     hybrid.legacy.shutdown()
     return hybrid.routes
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail with one line, as for any configuration error, when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): stop what uses it, "
+                "or give another --port"
+            ) from None
 
 
 def _manifest_path(given: str | None) -> str:

@@ -99,7 +99,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
-    return CliRunner().invoke(main, list(args), env=env)
+    # serve --database-url sets DATABASE_URL for its workers: keep it from the next test.
+    saved = dict(os.environ)
+    try:
+        return CliRunner().invoke(main, list(args), env=env)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def assert_config_error(result: Result, *fragments: str) -> None:
@@ -323,3 +329,12 @@ def test_serve_answers_both_sides_over_tcp(project: Project) -> None:
     # uvicorn re-raises SIGTERM once it has shut down cleanly.
     assert process.returncode in (0, -signal.SIGTERM)
     assert "Traceback" not in stderr
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_2(project: Project) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("serve", "--port", str(port))
+    assert_config_error(result, f"cannot listen on 127.0.0.1:{port}", "--port")
