@@ -4,14 +4,18 @@ a2wsgi runs the WSGI app in a thread pool and hands its response back to the
 event loop through a bounded queue. :class:`LegacyWSGI` keeps that, and fixes:
 
 * **request bodies without Content-Length** (chunked): a2wsgi does not set
-  ``wsgi.input_terminated``, so Werkzeug reads them as empty. The bridge
-  buffers every body and sets Content-Length before this app sees it, and this
-  app marks the input as terminated as well, since an ASGI body always ends.
-* **a client gone mid-response**: when ``send`` fails, a2wsgi stops draining its
-  queue and the worker thread blocks forever on a full queue. Here the queue
-  keeps draining, the worker's next write raises :class:`ClientDisconnected`,
-  the response iterable is closed (so Flask's teardown runs) and the thread is
-  free again.
+  ``wsgi.input_terminated``, so Werkzeug reads them as empty. Here the body is
+  read in full before a worker thread is taken, and handed to the app with its
+  Content-Length.
+* **a client gone mid-response**: a2wsgi only notices when ``send`` fails, but
+  uvicorn's ``send`` does not fail after a disconnect, it returns; and when it
+  does fail, a2wsgi stops draining its queue so the worker blocks forever on a
+  full queue. Here a watcher waits for ``http.disconnect`` while the response
+  is written, the queue keeps draining, and the worker's next write raises
+  :class:`ClientDisconnected`: the response iterable is closed (so Flask's
+  teardown runs) and the thread is free again.
+* **the pool after shutdown**: threads are started again for an app whose
+  lifespan starts again (a test client opened twice).
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import io
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from a2wsgi.wsgi import Body as _Body
 from a2wsgi.wsgi import WSGIResponder, build_environ
 from starlette.types import Message, Receive, Scope, Send
 
@@ -41,16 +45,41 @@ class LegacyWSGI:
         self.app = _TerminatedInput(app)
         self.threads = threads
         self.send_queue_size = send_queue_size
-        self.executor = ThreadPoolExecutor(thread_name_prefix="legacy-wsgi", max_workers=threads)
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The worker threads; started on first use, and again after :meth:`shutdown`."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                thread_name_prefix="legacy-wsgi", max_workers=self.threads
+            )
+        return self._executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http", "the legacy side only serves HTTP"
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client left before its request was complete
         responder = _Responder(self.app, self.executor, self.send_queue_size)
-        await responder(scope, receive, send)
+        await responder(scope, body, receive, send)
 
     def shutdown(self) -> None:
         """Stop accepting work; threads finish the requests they have."""
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class _TerminatedInput:
@@ -65,19 +94,26 @@ class _TerminatedInput:
 class _Responder(WSGIResponder):
     def __init__(self, app: WSGIApp, executor: ThreadPoolExecutor, send_queue_size: int) -> None:
         super().__init__(app, executor, send_queue_size)
-        self.send_error: BaseException | None = None
+        self.send_error: BaseException | None = None  # send() failed: raised to the server
+        self.disconnected = False  # the client said goodbye: stop quietly
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
-        environ = build_environ(scope, _Body(self.loop, receive))  # type: ignore[arg-type]
+    async def __call__(  # type: ignore[override]
+        self, scope: Scope, body: bytes, receive: Receive, send: Send
+    ) -> None:
+        environ = build_environ(scope, io.BytesIO(body))  # type: ignore[arg-type]
+        if body and not environ.get("CONTENT_LENGTH"):
+            environ["CONTENT_LENGTH"] = str(len(body))
         sender = self.loop.create_task(self.sender(send))
+        watcher = self.loop.create_task(self.watch(receive))
         try:
             run = functools.partial(contextvars.copy_context().run, self.wsgi)  # type: ignore[call-arg]
-            # On ClientDisconnected, send_error holds the cause; it is raised below.
+            # On ClientDisconnected the cause is in send_error or disconnected.
             with contextlib.suppress(ClientDisconnected):
                 await self.loop.run_in_executor(self.executor, run, environ, self.start_response)
             await self.send_queue.put(None)
             await sender
         finally:
+            watcher.cancel()
             if not sender.done():
                 sender.cancel()
         if self.send_error is not None:
@@ -85,9 +121,15 @@ class _Responder(WSGIResponder):
         if self.exc_info is not None:
             raise self.exc_info[1].with_traceback(self.exc_info[2])
 
+    async def watch(self, receive: Receive) -> None:
+        """Wait for the client to go away; the body has been read already."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.disconnected = True
+
     def send(self, message: Any) -> None:
         # Runs in the worker thread.
-        if self.send_error is not None:
+        if self.send_error is not None or self.disconnected:
             raise ClientDisconnected("the client disconnected") from self.send_error
         asyncio.run_coroutine_threadsafe(self.send_queue.put(message), loop=self.loop).result()
 
@@ -96,7 +138,7 @@ class _Responder(WSGIResponder):
             message: Message | None = await self.send_queue.get()
             if message is None:
                 return
-            if self.send_error is None:
+            if self.send_error is None and not self.disconnected:
                 try:
                     await send(message)
                 except Exception as exc:  # keep draining so the worker never blocks

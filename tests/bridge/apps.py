@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import anyio
 from flask import Flask, jsonify
 from sqlalchemy import Engine, String, insert
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -78,14 +79,18 @@ def http_scope(
 
 
 def receive_body(chunks: Sequence[bytes]) -> Receive:
-    """A ``receive`` that sends *chunks* as one request body, then a disconnect."""
+    """A ``receive`` that sends *chunks* as one request body, then waits, as a server does."""
     messages: list[Message] = [
         {"type": "http.request", "body": chunk, "more_body": index < len(chunks) - 1}
         for index, chunk in enumerate(chunks or [b""])
     ]
 
     async def receive() -> Message:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
+        if messages:
+            return messages.pop(0)
+        # A client that stays: a server's receive waits until the client leaves.
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
 
     return receive
 

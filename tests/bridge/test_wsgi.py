@@ -223,10 +223,71 @@ async def test_exception_while_iterating_the_body_propagates_and_closes_it() -> 
     legacy.shutdown()
 
 
-async def test_threads_option_sizes_the_pool() -> None:
+async def test_threads_option_sizes_the_pool_and_a_restart_gets_a_new_one() -> None:
     legacy = LegacyWSGI(streaming_app(Chunks(1)), threads=3)
+    pool = legacy.executor
+    assert pool._max_workers == 3
 
-    assert legacy.executor._max_workers == 3
     legacy.shutdown()
     with pytest.raises(RuntimeError):
-        legacy.executor.submit(int)
+        pool.submit(int)  # the old threads are gone
+
+    sent = SentMessages()  # an app started again (a test client opened twice) still serves
+    with anyio.fail_after(TIMEOUT):
+        await legacy(http_scope("GET", "/"), receive_body([]), sent)
+    assert sent.body == b"served"
+    legacy.shutdown()
+
+
+async def test_a_client_that_leaves_a_stream_frees_the_thread_though_send_never_fails() -> None:
+    # uvicorn's send() returns quietly after a disconnect; only receive() tells.
+    body = Chunks(count=100_000)
+    legacy = LegacyWSGI(streaming_app(body), threads=1)
+    first_body = anyio.Event()
+    messages: list[Message] = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        await first_body.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            first_body.set()
+
+    with anyio.fail_after(TIMEOUT):
+        await legacy(http_scope("GET", "/stream"), receive, send)
+        assert body.closed.wait(TIMEOUT)
+        assert body.sent < body.count  # the app stopped producing
+
+        sent = SentMessages()  # the only worker thread is free again
+        await legacy(http_scope("GET", "/next"), receive_body([]), sent)
+
+    assert sent.body == b"served"
+    legacy.shutdown()
+
+
+async def test_a_client_gone_before_its_body_is_complete_takes_no_thread() -> None:
+    called = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        called.set()
+        start_response("200 OK", [])
+        return [b""]
+
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"half", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    sent = SentMessages()
+    legacy = LegacyWSGI(app, threads=1)
+    with anyio.fail_after(TIMEOUT):
+        await legacy(http_scope("POST", "/"), receive, sent)
+    assert not called.is_set()
+    assert sent.messages == []
+    legacy.shutdown()
