@@ -4,7 +4,8 @@
 
 1. drops headers spelled with underscores (a2wsgi and Werkzeug fold ``_`` and
    ``-`` together, so ``X-Auth_User`` would arrive as ``X-Auth-User``);
-2. asks the :class:`~bridge.routing.RouteTable` which side answers;
+2. asks the :class:`~bridge.routing.RouteTable` which side answers, with the
+   URL map bound by the Flask app itself (:meth:`HybridApp.url_adapter`);
 3. reads the body, up to ``max_body_size`` (413 in the legacy shape beyond it,
    before any worker thread is taken), and hands it on with a Content-Length,
    so chunked bodies reach Flask intact;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import anyio.to_thread
 from a2wsgi.wsgi import build_environ
@@ -24,6 +26,7 @@ from fastapi import FastAPI
 from flask import Flask
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import MapAdapter
 
 from .errors import flask_error_response
 from .loading import load_fastapi_app, load_flask_app
@@ -43,7 +46,9 @@ class HybridApp:
         self.fastapi_app = fastapi_app
         self.manifest = manifest
         self.options = manifest.options
-        self.routes = RouteTable(flask_app.url_map, fastapi_app.routes, manifest)
+        self.routes = RouteTable(
+            flask_app.url_map, fastapi_app.routes, manifest, bind=self.url_adapter
+        )
         self.legacy = LegacyWSGI(flask_app, threads=self.options.wsgi_threads)
         self._sides: dict[Side, ASGIApp] = {Side.LEGACY: self.legacy, Side.ASYNC: fastapi_app}
 
@@ -65,6 +70,18 @@ class HybridApp:
             return
         scope["headers"] = _with_content_length(scope["headers"], body)
         await self._sides[side](scope, _replay(body, receive), self._tag(send, side))
+
+    def url_adapter(self, scope: Scope) -> MapAdapter | None:
+        """The Flask app's URL adapter for this request, as it builds it to dispatch.
+
+        The environ is the one the legacy side gets, so ``SERVER_NAME``,
+        subdomain and host matching, ``TRUSTED_HOSTS`` (raising its 400) and any
+        override of ``create_url_adapter`` decide the rule exactly as in Flask.
+        """
+        full_scope = {**_SCOPE_DEFAULTS, **scope}
+        environ = build_environ(full_scope, None)  # type: ignore[arg-type]
+        request = self.flask_app.request_class(cast("dict[str, Any]", environ))
+        return self.flask_app.create_url_adapter(request)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole request body, or ``None`` when it exceeds ``max_body_size``."""
@@ -141,6 +158,10 @@ def build_hybrid(manifest: Manifest) -> HybridApp:
 def app_from_env() -> HybridApp:
     """Factory for uvicorn workers: the manifest path comes from the environment."""
     return build_hybrid(load_manifest(os.environ[MANIFEST_ENV]))
+
+
+# Keys a2wsgi needs that callers asking only "which side?" may leave out.
+_SCOPE_DEFAULTS: dict[str, Any] = {"http_version": "1.1", "query_string": b""}
 
 
 class _ClientGone(Exception):

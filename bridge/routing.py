@@ -1,7 +1,10 @@
 """Which side answers a request: the Flask URL map plus the manifest.
 
 A request is matched against the legacy app's URL map to find its Flask rule;
-the rule's state in the manifest picks the side. A request that matches no
+the rule's state in the manifest picks the side. The map is bound to the
+request by a :data:`Binder`: the hybrid passes one that lets the Flask app bind
+it (host and subdomain matching, ``SERVER_NAME``, ``TRUSTED_HOSTS``), so the
+rule found is the one Flask itself would dispatch to. A request that matches no
 Flask rule goes to FastAPI when FastAPI has a route for it, and to Flask
 otherwise, so that unknown URLs keep the legacy 404.
 
@@ -12,16 +15,18 @@ route lists and consulted per request.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
-from werkzeug.exceptions import MethodNotAllowed, NotFound
-from werkzeug.routing import Map, RequestRedirect, Rule
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import Map, MapAdapter, Rule
+from werkzeug.sansio.utils import get_host
 
 from .exceptions import ManifestError
 from .manifest import Manifest, RouteKey, RouteState
@@ -31,6 +36,11 @@ from .manifest import Manifest, RouteKey, RouteState
 AUTOMATIC_METHODS = frozenset({"HEAD", "OPTIONS"})
 
 _FLASK_VARIABLE = re.compile(r"<(?:[^<>:]+:)?(?P<name>[^<>:]+)>")
+
+#: Binds the Flask URL map to one ASGI request, with its path and method as the
+#: adapter's defaults. ``None``, or an :class:`~werkzeug.exceptions.HTTPException`
+#: (an untrusted host), means the legacy app answers the request itself.
+Binder = Callable[[Scope], MapAdapter | None]
 
 
 class Side(StrEnum):
@@ -94,15 +104,23 @@ def flask_routes(url_map: Map) -> Iterator[tuple[str, Rule]]:
 
 
 class RouteTable:
-    """The manifest checked against both apps, ready to answer "which side?"."""
+    """The manifest checked against both apps, ready to answer "which side?".
+
+    *bind* binds *url_map* to a request; without it the map is bound from the
+    request's path, method, scheme and host alone, which is what a Flask app
+    with no ``SERVER_NAME``, subdomain matching or ``TRUSTED_HOSTS`` does.
+    """
 
     def __init__(
         self,
         url_map: Map,
         async_routes: Iterable[BaseRoute],
         manifest: Manifest,
+        *,
+        bind: Binder | None = None,
     ) -> None:
         self.url_map = url_map
+        self.bind: Binder = bind or functools.partial(bind_request, url_map)
         self.async_routes = list(async_routes)
         self.manifest = manifest
         self.routes = [
@@ -149,24 +167,22 @@ class RouteTable:
     def match_rule(self, scope: Scope) -> Rule | None:
         """The Flask rule the request matches, or ``None``.
 
-        A method the rule does not allow, or a redirect that Flask's routing
-        would answer (a missing trailing slash), is the legacy side's to answer.
+        Every other routing answer Flask would give (a 405, the redirect for a
+        missing trailing slash, the 400 for a host it does not trust) is the
+        legacy side's to give.
         """
-        adapter = self.url_map.bind(
-            _host(scope),
-            script_name=scope.get("root_path") or "/",
-            url_scheme=scope.get("scheme", "http"),
-        )
-        path = scope["path"]
-        root_path = scope.get("root_path", "")
-        if root_path and path.startswith(root_path):
-            path = path[len(root_path) :]
         try:
-            rule, _ = adapter.match(path or "/", method=scope["method"], return_rule=True)
-        except (MethodNotAllowed, RequestRedirect):
+            adapter = self.bind(scope)
+        except HTTPException:  # Flask keeps it as the request's routing error
             return _PASS_TO_LEGACY
+        if adapter is None:
+            return _PASS_TO_LEGACY
+        try:
+            rule, _ = adapter.match(return_rule=True)
         except NotFound:
             return None
+        except HTTPException:  # 405, the 308 redirects, a websocket mismatch
+            return _PASS_TO_LEGACY
         return rule
 
     def _async_matches(self, scope: Scope) -> bool:
@@ -182,12 +198,30 @@ def _is_ported(routes: list[BaseRoute], method: str, rule: Rule) -> bool:
 _PASS_TO_LEGACY = Rule("/<path:__bridge_unmatched__>", endpoint="__bridge_unmatched__")
 
 
-def _host(scope: Scope) -> str:
+def bind_request(url_map: Map, scope: Scope) -> MapAdapter:
+    """*url_map* bound to the request of *scope*, without any Flask configuration."""
+    scheme = scope.get("scheme", "http")
+    root_path = scope.get("root_path", "")
+    path = scope["path"]
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]
+    return url_map.bind(
+        _host(scope, scheme),
+        script_name=root_path or "/",
+        url_scheme=scheme,
+        default_method=scope["method"],
+        path_info=path or "/",
+    )
+
+
+def _host(scope: Scope, scheme: str) -> str:
+    # As Werkzeug reads it: the Host header, else the server; no default port.
+    header = None
     for name, value in scope.get("headers", ()):
         if name == b"host":
-            return str(value.decode("latin-1"))
-    server: Any = scope.get("server")
-    return f"{server[0]}:{server[1]}" if server else "localhost"
+            header = str(value.decode("latin-1"))
+            break
+    return get_host(scheme, header, scope.get("server"))
 
 
 def _closest(key: RouteKey, known: Mapping[RouteKey, FlaskRoute]) -> str:

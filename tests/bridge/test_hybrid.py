@@ -252,6 +252,7 @@ async def test_lifespan_is_forwarded_to_the_fastapi_app() -> None:
     apps = Apps()
     apps.fastapi.router.lifespan_context = lifespan
     hybrid = hybrid_app(apps)
+    pool = hybrid.legacy.executor
     incoming: list[Message] = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
     sent = SentMessages()
 
@@ -266,8 +267,9 @@ async def test_lifespan_is_forwarded_to_the_fastapi_app() -> None:
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
     ]
-    with pytest.raises(RuntimeError):  # the legacy thread pool is shut down with the app
-        hybrid.legacy.executor.submit(int)
+    with pytest.raises(RuntimeError):  # the legacy threads are stopped with the app
+        pool.submit(int)
+    assert hybrid.legacy._executor is None  # and start again if the app starts again
 
 
 async def test_wsgi_threads_option_sizes_the_legacy_pool() -> None:
@@ -275,3 +277,131 @@ async def test_wsgi_threads_option_sizes_the_legacy_pool() -> None:
 
     assert hybrid.legacy.executor._max_workers == 3
     hybrid.legacy.shutdown()
+
+
+# The route decision binds the URL map as the Flask app does: each case below
+# is answered by Flask exactly when Flask alone finds the rule.
+
+SUBDOMAIN_RULE = '[routes]\n"GET /y" = "legacy"\n'
+HOST_RULE = '[routes]\n"GET /x" = "legacy"\n'
+
+
+def fastapi_serving(*paths: str) -> FastAPI:
+    app = FastAPI()
+    for path in paths:
+        app.add_api_route(path, lambda: {"side": "async"})
+    return app
+
+
+def subdomain_app(server_name: str | None) -> Flask:
+    app = Flask(__name__, static_folder=None, subdomain_matching=True)
+    app.config["SERVER_NAME"] = server_name
+    app.add_url_rule("/y", "y", lambda: {"side": "legacy"}, subdomain="api")
+    return app
+
+
+def host_app() -> Flask:
+    app = Flask(__name__, static_folder=None, host_matching=True)
+    app.add_url_rule("/x", "x", lambda: {"side": "legacy"}, host="example.com")
+    return app
+
+
+def flask_alone_status(app: Flask, path: str, host: str) -> int:
+    return app.test_client().get(path, headers={"Host": host}).status_code
+
+
+async def get_with_host(hybrid: HybridApp, path: str, host: str) -> httpx.Response:
+    async with client(hybrid) as http:
+        return await http.get(path, headers={"Host": host})
+
+
+@pytest.mark.parametrize("host", ["api.example.com", "api.example.com:80", "API.example.com"])
+async def test_legacy_rule_on_a_subdomain_of_server_name_is_answered_by_flask(host: str) -> None:
+    flask_app = subdomain_app("example.com")
+    hybrid = HybridApp(flask_app, fastapi_serving("/y"), parse_manifest(SUBDOMAIN_RULE))
+
+    response = await get_with_host(hybrid, "/y", host)
+
+    assert flask_alone_status(flask_app, "/y", host) == 200
+    assert response.json() == {"side": "legacy"}
+    assert response.headers["x-bridge-side"] == "legacy"
+
+
+async def test_path_of_a_subdomain_rule_on_another_subdomain_goes_to_fastapi() -> None:
+    flask_app = subdomain_app("example.com")
+    hybrid = HybridApp(flask_app, fastapi_serving("/y"), parse_manifest(SUBDOMAIN_RULE))
+
+    response = await get_with_host(hybrid, "/y", "example.com")
+
+    assert flask_alone_status(flask_app, "/y", "example.com") == 404  # no rule for it
+    assert response.json() == {"side": "async"}
+
+
+@pytest.mark.parametrize("fastapi_paths", [("/y",), ()])
+async def test_subdomain_rule_without_server_name_is_routed_as_flask_routes_it(
+    fastapi_paths: tuple[str, ...],
+) -> None:
+    # Without SERVER_NAME, Flask cannot tell a subdomain and never reaches the
+    # rule: the request matches no Flask rule, so FastAPI answers it if it can,
+    # and Flask's 404 stands otherwise.
+    flask_app = subdomain_app(None)
+    hybrid = HybridApp(flask_app, fastapi_serving(*fastapi_paths), parse_manifest(SUBDOMAIN_RULE))
+
+    response = await get_with_host(hybrid, "/y", "api.example.com")
+
+    assert flask_alone_status(flask_app, "/y", "api.example.com") == 404
+    if fastapi_paths:
+        assert response.json() == {"side": "async"}
+    else:
+        assert response.status_code == 404
+        assert response.headers["x-bridge-side"] == "legacy"
+
+
+@pytest.mark.parametrize(
+    ("host", "side"),
+    [
+        ("example.com", "legacy"),
+        ("example.com:80", "legacy"),  # Werkzeug drops the default port
+        ("example.com:8080", "async"),  # no Flask rule for this host
+        ("other.example", "async"),
+    ],
+)
+async def test_host_matching_rule_is_matched_with_and_without_a_port(host: str, side: str) -> None:
+    flask_app = host_app()
+    hybrid = HybridApp(flask_app, fastapi_serving("/x"), parse_manifest(HOST_RULE))
+
+    response = await get_with_host(hybrid, "/x", host)
+
+    assert flask_alone_status(flask_app, "/x", host) == (200 if side == "legacy" else 404)
+    assert response.json() == {"side": side}
+    assert response.headers["x-bridge-side"] == side
+
+
+@pytest.mark.parametrize("path", ["/greeting", "/async-headers"])
+async def test_host_flask_does_not_trust_gets_the_legacy_400(path: str) -> None:
+    apps = Apps()
+    apps.flask.config["TRUSTED_HOSTS"] = ["example.com"]
+    hybrid = hybrid_app(apps)
+
+    refused = await get_with_host(hybrid, path, "evil.example.org")
+    trusted = await get_with_host(hybrid, path, "example.com")
+
+    assert refused.status_code == 400
+    assert refused.headers["x-bridge-side"] == "legacy"
+    assert trusted.headers["x-bridge-side"] == "async"
+
+
+@pytest.mark.parametrize("base_url", ["http://testserver", "http://localhost:8000"])
+async def test_ordinary_rules_route_the_same_on_any_host(base_url: str) -> None:
+    transport = httpx.ASGITransport(app=hybrid_app(Apps()))
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+        ported = await http.get("/greeting")
+        legacy = await http.get("/headers")
+        new = await http.get("/async-headers")
+        rolled_back = await http.post("/greeting")
+
+    assert ported.headers["x-bridge-side"] == "async"
+    assert legacy.headers["x-bridge-side"] == "legacy"
+    assert new.headers["x-bridge-side"] == "async"
+    assert rolled_back.status_code == 405
+    assert rolled_back.headers["x-bridge-side"] == "legacy"

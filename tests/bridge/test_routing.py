@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import pytest
 from fastapi import FastAPI
 from flask import Flask
 from starlette.routing import Route
-from werkzeug.routing import Map, Rule
+from starlette.types import Scope
+from werkzeug.exceptions import SecurityError
+from werkzeug.routing import Map, MapAdapter, Rule
 
 from bridge.exceptions import ManifestError
+from bridge.hybrid import HybridApp
 from bridge.manifest import Manifest, RouteKey, RouteState, parse_manifest
 from bridge.routing import RouteTable, Side, async_serves, sample_path
 from tests.bridge.apps import http_scope
@@ -72,8 +77,25 @@ def ported_app() -> FastAPI:
     return app
 
 
-def table(manifest_text: str = "") -> RouteTable:
-    return RouteTable(legacy_app().url_map, ported_app().routes, parse_manifest(manifest_text))
+TableFactory = Callable[..., RouteTable]
+
+
+@pytest.fixture(params=["url_map", "flask_app"])
+def table(request: pytest.FixtureRequest) -> Iterator[TableFactory]:
+    """Builds the table of the two apps above, bound to each request either from
+    the URL map alone (the default) or by the Flask app, as the hybrid binds it."""
+    hybrids: list[HybridApp] = []
+
+    def make(manifest_text: str = "") -> RouteTable:
+        manifest = parse_manifest(manifest_text)
+        if request.param == "url_map":
+            return RouteTable(legacy_app().url_map, ported_app().routes, manifest)
+        hybrids.append(HybridApp(legacy_app(), ported_app(), manifest))
+        return hybrids[-1].routes
+
+    yield make
+    for hybrid in hybrids:
+        hybrid.legacy.shutdown()
 
 
 ALL_ASYNC = """
@@ -146,14 +168,14 @@ def test_rules_with_builtin_converters_can_be_ported(flask_rule: str, fastapi_pa
     assert [route.ported for route in routes.routes] == [True]
 
 
-def test_unlisted_routes_are_legacy_even_when_ported() -> None:
+def test_unlisted_routes_are_legacy_even_when_ported(table: TableFactory) -> None:
     routes = table()
 
     assert routes.side_for(http_scope("GET", "/products")) is Side.LEGACY
     assert routes.side_for(http_scope("GET", "/products/3")) is Side.LEGACY
 
 
-def test_async_state_sends_requests_to_fastapi() -> None:
+def test_async_state_sends_requests_to_fastapi(table: TableFactory) -> None:
     routes = table(ALL_ASYNC)
 
     assert routes.side_for(http_scope("GET", "/products")) is Side.ASYNC
@@ -161,7 +183,9 @@ def test_async_state_sends_requests_to_fastapi() -> None:
     assert routes.side_for(http_scope("GET", "/orders/")) is Side.ASYNC
 
 
-def test_flask_int_rule_and_starlette_int_route_match_the_same_requests() -> None:
+def test_flask_int_rule_and_starlette_int_route_match_the_same_requests(
+    table: TableFactory,
+) -> None:
     routes = table(ALL_ASYNC)
 
     assert routes.side_for(http_scope("GET", "/products/42")) is Side.ASYNC
@@ -182,7 +206,7 @@ def test_async_state_goes_legacy_when_fastapi_does_not_match_the_request() -> No
     assert routes.side_for(http_scope("GET", "/files/dir/a.txt")) is Side.LEGACY
 
 
-def test_routes_list_state_and_port_of_every_flask_method() -> None:
+def test_routes_list_state_and_port_of_every_flask_method(table: TableFactory) -> None:
     routes = {route.key: route for route in table(ALL_ASYNC).routes}
 
     assert set(routes) == {
@@ -214,12 +238,12 @@ def test_manifest_key_matching_no_flask_rule_names_the_route_and_the_closest_rul
     assert "\n" not in message
 
 
-def test_manifest_key_with_wrong_method_is_an_error() -> None:
+def test_manifest_key_with_wrong_method_is_an_error(table: TableFactory) -> None:
     with pytest.raises(ManifestError, match="route DELETE /products matches no rule"):
         table('[routes]\n"DELETE /products" = "legacy"\n')
 
 
-def test_async_key_without_a_fastapi_port_is_an_error() -> None:
+def test_async_key_without_a_fastapi_port_is_an_error(table: TableFactory) -> None:
     with pytest.raises(ManifestError) as caught:
         table('[routes]\n"POST /products" = "async"\n')
 
@@ -227,13 +251,15 @@ def test_async_key_without_a_fastapi_port_is_an_error() -> None:
     assert "route POST /products is async but the FastAPI app has no POST route" in message
 
 
-def test_legacy_key_without_a_fastapi_port_is_fine() -> None:
+def test_legacy_key_without_a_fastapi_port_is_fine(table: TableFactory) -> None:
     routes = table('[routes]\n"POST /products" = "legacy"\n')
 
     assert routes.side_for(http_scope("POST", "/products")) is Side.LEGACY
 
 
-def test_request_matching_no_flask_rule_goes_to_fastapi_when_it_fully_matches() -> None:
+def test_request_matching_no_flask_rule_goes_to_fastapi_when_it_fully_matches(
+    table: TableFactory,
+) -> None:
     routes = table()
 
     assert routes.side_for(http_scope("GET", "/health")) is Side.ASYNC
@@ -241,20 +267,22 @@ def test_request_matching_no_flask_rule_goes_to_fastapi_when_it_fully_matches() 
     assert routes.side_for(http_scope("GET", "/nowhere")) is Side.LEGACY
 
 
-def test_method_not_allowed_stays_legacy_even_when_fastapi_has_the_method() -> None:
+def test_method_not_allowed_stays_legacy_even_when_fastapi_has_the_method(
+    table: TableFactory,
+) -> None:
     routes = table(ALL_ASYNC)
 
     assert routes.side_for(http_scope("DELETE", "/reports")) is Side.LEGACY
     assert routes.side_for(http_scope("PUT", "/products")) is Side.LEGACY
 
 
-def test_trailing_slash_redirect_stays_legacy() -> None:
+def test_trailing_slash_redirect_stays_legacy(table: TableFactory) -> None:
     routes = table(ALL_ASYNC)
 
     assert routes.side_for(http_scope("GET", "/orders")) is Side.LEGACY
 
 
-def test_head_follows_get_only_when_fastapi_answers_head() -> None:
+def test_head_follows_get_only_when_fastapi_answers_head(table: TableFactory) -> None:
     routes = table(ALL_ASYNC)
 
     assert routes.side_for(http_scope("HEAD", "/feed")) is Side.ASYNC
@@ -262,13 +290,13 @@ def test_head_follows_get_only_when_fastapi_answers_head() -> None:
     assert routes.side_for(http_scope("HEAD", "/products")) is Side.LEGACY
 
 
-def test_head_of_a_legacy_get_stays_legacy() -> None:
+def test_head_of_a_legacy_get_stays_legacy(table: TableFactory) -> None:
     routes = table()
 
     assert routes.side_for(http_scope("HEAD", "/feed")) is Side.LEGACY
 
 
-def test_options_stays_legacy() -> None:
+def test_options_stays_legacy(table: TableFactory) -> None:
     routes = table(ALL_ASYNC)
 
     assert routes.side_for(http_scope("OPTIONS", "/products")) is Side.LEGACY
@@ -293,7 +321,7 @@ def test_starlette_routes_and_mounts_count_as_ports() -> None:
     assert routes.side_for(http_scope("HEAD", "/plain")) is Side.ASYNC
 
 
-def test_root_path_is_stripped_before_matching() -> None:
+def test_root_path_is_stripped_before_matching(table: TableFactory) -> None:
     routes = table(ALL_ASYNC)
 
     assert routes.side_for(http_scope("GET", "/products", root_path="/shop")) is Side.ASYNC
@@ -309,3 +337,78 @@ def test_manifest_state_is_looked_up_by_rule_not_by_path() -> None:
     assert routes.match_rule(http_scope("GET", "/products/7")) is not None
     assert routes.side_for(http_scope("GET", "/products/7")) is Side.ASYNC
     assert routes.side_for(http_scope("GET", "/products")) is Side.LEGACY
+
+
+def host_app() -> Flask:
+    app = Flask(__name__, static_folder=None, host_matching=True)
+    app.add_url_rule("/x", "x", lambda: "legacy", host="example.com")
+    return app
+
+
+def served_everywhere() -> FastAPI:
+    app = FastAPI()
+    app.add_api_route("/x", lambda: "async")
+    app.add_api_route("/y", lambda: "async")
+    return app
+
+
+@pytest.mark.parametrize(
+    ("scheme", "host", "matches"),
+    [
+        ("http", b"example.com", True),
+        ("http", b"example.com:80", True),
+        ("http", b"EXAMPLE.COM", True),
+        ("https", b"example.com:443", True),
+        ("http", b"example.com:8080", False),
+        ("https", b"example.com:80", False),
+    ],
+)
+def test_default_binding_reads_the_host_as_werkzeug_does(
+    scheme: str, host: bytes, matches: bool
+) -> None:
+    manifest = parse_manifest('[routes]\n"GET /x" = "legacy"\n')
+    routes = RouteTable(host_app().url_map, served_everywhere().routes, manifest)
+    scope = {**http_scope("GET", "/x"), "scheme": scheme, "headers": [(b"host", host)]}
+
+    assert (routes.match_rule(scope) is not None) is matches
+    assert routes.side_for(scope) is (Side.LEGACY if matches else Side.ASYNC)
+
+
+def test_default_binding_without_a_host_header_uses_the_server_address() -> None:
+    manifest = parse_manifest('[routes]\n"GET /x" = "legacy"\n')
+    routes = RouteTable(host_app().url_map, served_everywhere().routes, manifest)
+    scope = {**http_scope("GET", "/x"), "headers": [], "server": ("example.com", 80)}
+
+    assert routes.side_for(scope) is Side.LEGACY
+
+
+def test_the_binder_given_decides_which_rule_matches() -> None:
+    flask_app = Flask(__name__, static_folder=None, subdomain_matching=True)
+    flask_app.add_url_rule("/y", "y", lambda: "legacy", subdomain="api")
+    manifest = parse_manifest('[routes]\n"GET /y" = "legacy"\n')
+    bound: list[str] = []
+
+    def bind(scope: Scope) -> MapAdapter:
+        bound.append(scope["path"])
+        return flask_app.url_map.bind(
+            "example.com", subdomain="api", default_method=scope["method"], path_info="/y"
+        )
+
+    routes = RouteTable(flask_app.url_map, served_everywhere().routes, manifest, bind=bind)
+
+    assert routes.side_for(http_scope("GET", "/y")) is Side.LEGACY
+    assert bound == ["/y"]
+
+
+@pytest.mark.parametrize("refusal", [SecurityError("untrusted host"), None])
+def test_a_request_the_binder_refuses_stays_legacy(refusal: SecurityError | None) -> None:
+    def bind(scope: Scope) -> MapAdapter | None:
+        if refusal is not None:
+            raise refusal
+        return None
+
+    manifest = parse_manifest('[routes]\n"GET /x" = "legacy"\n')
+    routes = RouteTable(host_app().url_map, served_everywhere().routes, manifest, bind=bind)
+
+    assert routes.side_for(http_scope("GET", "/x")) is Side.LEGACY
+    assert routes.side_for(http_scope("GET", "/y")) is Side.LEGACY  # FastAPI serves it
