@@ -10,16 +10,23 @@ does instead:
   does not convert gives the default, as Werkzeug's ``MultiDict.get`` does;
 * :func:`args` is ``request.args`` as a plain mapping, first value first;
 * :func:`url_for` is Flask's ``url_for`` inside a request: a path with the
-  script root, not an absolute URL.
+  script root, not an absolute URL; values that are not path parameters go to
+  the query string, and the path is quoted as Werkzeug quotes it.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, overload
+from urllib.parse import quote, urlencode
+from weakref import WeakKeyDictionary
 
 from fastapi import HTTPException, Request
+from starlette.routing import NoMatchFound
+from werkzeug.datastructures import iter_multi_items
 from werkzeug.exceptions import BadRequest
 
 T = TypeVar("T")
@@ -85,7 +92,152 @@ def args(request: Request) -> dict[str, str]:
     return first
 
 
-def url_for(request: Request, name: str, **path_params: Any) -> str:
-    """The path of the named route, with the app's root path, as Flask's ``url_for`` gives it."""
+# The characters Werkzeug leaves unquoted: in a path (``BaseConverter.to_url``
+# and the rule's static parts), in a query string (``werkzeug.urls._urlencode``)
+# and in Flask's ``_anchor``.
+_PATH_SAFE = "!$&'()*+,/:;=@"
+_QUERY_SAFE = "!$'()*,/:;?@"
+_ANCHOR_SAFE = "%!#$&'()*+,/:;=?@"
+
+# Flask's keyword-only arguments that this helper does not reproduce. Refused,
+# so that they do not end up in the query string as ordinary values would.
+_UNSUPPORTED = ("_external", "_scheme", "_method")
+
+# Probe values are 15-digit numbers: a float holds them exactly, so every
+# Starlette convertor (str, path, int, float, uuid) writes them back unchanged.
+_PROBE_BASE = 271_828_182_845_904
+
+# Starlette's path parameter names (``starlette.routing.PARAM_REGEX``).
+_PARAM_NAME = re.compile("[a-zA-Z_][a-zA-Z0-9_]*")
+
+# The path-parameter search below tries every subset of the values whose names
+# could be path parameters: 2**8 = 256 calls of url_path_for at most.
+_MAX_CANDIDATES = 8
+
+# Its answers: app -> (route name, candidate names) -> path parameter names.
+# Weak, so that apps built by tests go away; cleared when it grows past a bound.
+_PATH_KEYS: WeakKeyDictionary[Any, dict[tuple[str, frozenset[str]], frozenset[str]]] = (
+    WeakKeyDictionary()
+)
+_PATH_KEYS_PER_APP = 1024
+
+
+class _Probe(str):
+    """A stand-in path value that notes whether the route's convertor read it as a number."""
+
+    kind = "str"
+
+    def __int__(self) -> int:
+        self.kind = "int"
+        return int(str(self))
+
+    def __float__(self) -> float:
+        self.kind = "float"
+        return float(str(self))
+
+
+def _to_url(kind: str, value: Any) -> str:
+    """The unquoted text Werkzeug's converter of that kind writes for ``value``."""
+    if kind == "int":
+        return str(int(value))  # IntegerConverter: no sign check, unlike Starlette's
+    if kind == "float":
+        return str(float(value))  # FloatConverter writes 3 as "3.0"
+    return str(value)
+
+
+def _build_path(app: Any, name: str, values: Mapping[str, Any]) -> tuple[str, frozenset[str]]:
+    """The route's path, unquoted, and which of ``values`` are its path parameters.
+
+    ``url_path_for`` is the one public way to ask any Starlette or FastAPI app
+    about a route, through included routers and mounts (FastAPI 0.165 hides
+    included routes behind private objects), and it only answers when given
+    exactly the route's parameters. So the subsets of the values that could be
+    path parameters are tried, the largest first: Werkzeug too builds with the
+    rule that uses the most arguments. The search costs up to 2**n calls, so
+    n is bounded and each answer is remembered; a remembered answer that no
+    longer works (its route removed) is searched for again.
+    """
+    candidates = frozenset(key for key in values if _PARAM_NAME.fullmatch(key))
+    if len(candidates) > _MAX_CANDIDATES:
+        raise TypeError(
+            f"url_for() tells path parameters from query values among at most "
+            f"{_MAX_CANDIDATES} values; {name!r} was given {len(candidates)}: "
+            f"{', '.join(sorted(candidates))}"
+        )
+    try:
+        known = _PATH_KEYS.setdefault(app, {})
+    except TypeError:  # an app without weak references is searched every time
+        known = {}
+    cache_key = (name, candidates)
+    remembered = [known[cache_key]] if cache_key in known else []
+    for keys in itertools.chain(remembered, _subsets(candidates)):
+        path = _render(app, name, values, keys)
+        if path is not None:
+            if len(known) >= _PATH_KEYS_PER_APP:
+                known.clear()
+            known[cache_key] = keys
+            return path, keys
+    raise NoMatchFound(name, dict(values))
+
+
+def _subsets(names: frozenset[str]) -> Iterator[frozenset[str]]:
+    """The subsets of ``names``, the largest first, in a stable order."""
+    ordered = sorted(names)
+    for size in range(len(ordered), -1, -1):
+        for subset in itertools.combinations(ordered, size):
+            yield frozenset(subset)
+
+
+def _render(app: Any, name: str, values: Mapping[str, Any], keys: frozenset[str]) -> str | None:
+    """The unquoted path of the route named ``name`` whose parameters are exactly ``keys``.
+
+    The route renders probes rather than the values, because Starlette's
+    convertors refuse what Werkzeug writes (a ``/`` in a string, a negative
+    int) and write floats differently; each probe is then replaced by what
+    Werkzeug's converter of the same kind writes for the value. ``None`` when
+    no such route exists.
+    """
+    probes = {key: _Probe(_PROBE_BASE + i) for i, key in enumerate(sorted(keys))}
+    try:
+        template = str(app.url_path_for(name, **probes))
+    except NoMatchFound:
+        return None
+    texts: dict[str, str] = {
+        probe: _to_url(probe.kind, values[key]) for key, probe in probes.items()
+    }
+    return _replace_all(template, texts)
+
+
+def _replace_all(text: str, replacements: Mapping[str, str]) -> str:
+    """``text`` with each key of ``replacements`` replaced in one pass, so no value is re-read."""
+    if not replacements:
+        return text
+    pattern = "|".join(map(re.escape, replacements))
+    return re.sub(pattern, lambda match: replacements[match.group()], text)
+
+
+def url_for(request: Request, name: str, /, *, _anchor: str | None = None, **values: Any) -> str:
+    """Flask's ``url_for(name, **values)`` inside a request, for the route named ``name``.
+
+    Path parameters are written by the route's convertor and quoted as
+    Werkzeug quotes them; the other values make the query string, ``None``
+    left out and lists repeated; ``_anchor`` becomes the fragment. The path
+    starts with the app's root path, as Flask's starts with the script root.
+
+    Raises ``NoMatchFound`` where Flask raises ``BuildError``, and
+    ``TypeError`` for ``_external``, ``_scheme`` and ``_method``, which are
+    not supported, or for more than eight values named like path parameters.
+    """
+    if unsupported := [key for key in _UNSUPPORTED if key in values]:
+        raise TypeError(f"url_for() does not support {', '.join(unsupported)}")
+    present = {key: value for key, value in values.items() if value is not None}
+    path, path_keys = _build_path(request.app, name, present)
+    url = quote(path, safe=_PATH_SAFE)
+    rest = {key: value for key, value in present.items() if key not in path_keys}
+    query = [(key, value) for key, value in iter_multi_items(rest) if value is not None]
+    if query:
+        url += "?" + urlencode(query, safe=_QUERY_SAFE)
+    if _anchor is not None:
+        url += "#" + quote(_anchor, safe=_ANCHOR_SAFE)
     root_path = str(request.scope.get("root_path", ""))
-    return root_path + str(request.app.url_path_for(name, **path_params))
+    return f"{root_path.rstrip('/')}/{url.lstrip('/')}"

@@ -20,6 +20,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 from werkzeug.http import http_date
+from werkzeug.urls import iri_to_uri
 from werkzeug.utils import redirect
 
 
@@ -50,11 +51,16 @@ class FlaskJSONResponse(JSONResponse):
 
 
 def flask_redirect(location: str, code: int = 302) -> Response:
-    """Flask's ``redirect(location, code)``: the same status, ``Location`` and HTML body."""
+    """Flask's ``redirect(location, code)``: the same status, ``Location`` and HTML body.
+
+    The body escapes ``location`` as written; the header is the URI Werkzeug
+    sends, which it makes from the IRI only when writing the response
+    (``Response.get_wsgi_headers``), so ``legacy.headers`` still holds the IRI.
+    """
     legacy = redirect(location, code)
     return Response(
         legacy.get_data(),
         status_code=code,
-        headers={"Location": legacy.headers["Location"]},
+        headers={"Location": iri_to_uri(legacy.headers["Location"])},
         media_type=legacy.headers["Content-Type"],
     )

@@ -319,8 +319,8 @@ async def test_an_unhandled_exception_keeps_what_outer_middleware_adds() -> None
 
     flask_transport = httpx.WSGITransport(app=legacy)
     asgi_transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    with httpx.Client(transport=flask_transport, base_url="http://testserver") as client:
-        flask_response = client.get("/boom")
+    with httpx.Client(transport=flask_transport, base_url="http://testserver") as flask_client:
+        flask_response = flask_client.get("/boom")
     async with httpx.AsyncClient(transport=asgi_transport, base_url="http://testserver") as client:
         ported_response = await client.get("/boom")
     for response in (flask_response, ported_response):

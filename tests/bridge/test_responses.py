@@ -6,7 +6,9 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from flask import Flask, jsonify, redirect
 from markupsafe import Markup
 
@@ -64,16 +66,56 @@ def test_unknown_type_is_a_type_error() -> None:
         flask_json_dumps({"x": object()})
 
 
-@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
-@pytest.mark.parametrize("location", ["/login", "/search?q=a b&x=ü", "https://example.test/x"])
-def test_flask_redirect_matches_flasks(code: int, location: str) -> None:
+LOCATIONS = [
+    "/login",
+    "/search?q=a b&x=ü",
+    "https://example.test/x",
+    "/produits/été",
+    "/日本",
+    "/a%20b/%C3%A9?already=%20quoted",
+    "/path with space#frag ment é",
+    "http://bücher.example:8080/ä?ö=ü#ß",
+    "http://user:pä ss@[::1]:81/x",
+    "//evil.example/<script>&\"'",
+    "?only=query",
+    "",
+]
+
+
+def flask_sends(location: str, code: int) -> httpx.Response:
     app = Flask(__name__)
-    with app.test_request_context():
-        legacy = redirect(location, code)
+    app.add_url_rule("/", "go", lambda: redirect(location, code))
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as client:
+        return client.get("/")
 
-    ported = flask_redirect(location, code)
 
-    assert ported.status_code == legacy.status_code
-    assert ported.headers["location"] == legacy.headers["Location"]
-    assert ported.headers["content-type"] == legacy.headers["Content-Type"]
-    assert ported.body == legacy.get_data()
+async def we_send(location: str, code: int) -> httpx.Response:
+    app = FastAPI()
+    app.add_api_route("/", lambda: flask_redirect(location, code))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        return await client.get("/")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("location", LOCATIONS)
+async def test_flask_redirect_sends_what_flask_sends(code: int, location: str) -> None:
+    legacy = flask_sends(location, code)
+
+    ported = await we_send(location, code)
+
+    assert ported.status_code == legacy.status_code == code
+    assert ported.headers.get_list("location") == legacy.headers.get_list("location")
+    assert ported.headers["content-type"] == legacy.headers["content-type"]
+    assert ported.content == legacy.content
+
+
+@pytest.mark.parametrize(
+    ("location", "sent"),
+    [("/produits/été", b"/produits/%C3%A9t%C3%A9"), ("/日本", b"/%E6%97%A5%E6%9C%AC")],
+)
+def test_flask_redirect_location_is_a_uri(location: str, sent: bytes) -> None:
+    response = flask_redirect(location)
+
+    assert (b"location", sent) in response.raw_headers
