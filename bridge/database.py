@@ -4,12 +4,22 @@ The legacy side runs a sync driver (pysqlite, or psycopg 3 for PostgreSQL), the
 ported side an async one (aiosqlite; asyncpg by default for PostgreSQL, psycopg
 when asked). :class:`DatabaseSettings` derives both URLs and checks the drivers
 before anything binds a port, so an unusable URL stops start-up with one line.
+
+psycopg takes libpq's URL parameters as they are. asyncpg takes some under
+another name, some only as connect arguments (``connect_timeout``,
+``application_name``, ``options``) and some not at all: the async URL and
+:meth:`DatabaseSettings.async_engine_options` carry the first two kinds, and a
+URL with the third is refused when the settings are made.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import inspect
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -37,6 +47,36 @@ _DRIVER_MODULES = {
 }
 _ENV_PREFIX = "DATABASE_"
 
+# What SQLAlchemy's asyncpg dialect does with each URL parameter: it hands them
+# all to asyncpg.connect() as keywords, except host and port, which it reads
+# itself, and prepared_statement_cache_size, which is its own.
+_ASYNCPG_RENAMED = {"sslmode": "ssl", "dbname": "database"}
+_ASYNCPG_TAKES = frozenset(
+    {
+        "host",
+        "port",
+        "user",
+        "password",
+        "passfile",
+        "database",
+        "ssl",
+        "target_session_attrs",
+        "prepared_statement_cache_size",
+    }
+)
+# libpq parameters only newer asyncpg releases take (0.30 and 0.31).
+_ASYNCPG_TAKES_SINCE = frozenset({"krbsrvname", "gsslib", "service", "servicefile"})
+# libpq parameters asyncpg reads from libpq's environment variables only.
+_ASYNCPG_FROM_ENV = {
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslcrl": "PGSSLCRL",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+}
+_WHOLE_NUMBER = re.compile(r"\s*[+-]?\d+\s*")
+
 
 @dataclass(frozen=True)
 class DatabaseSettings:
@@ -60,7 +100,7 @@ class DatabaseSettings:
 
     def __post_init__(self) -> None:
         # Parsing here means a bad URL fails where the settings are made.
-        self._parsed  # noqa: B018
+        self._async_connection  # noqa: B018
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DatabaseSettings:
@@ -124,11 +164,21 @@ class DatabaseSettings:
 
     @property
     def async_url(self) -> URL:
+        """The async side's URL; build its engine with :meth:`async_engine_options`.
+
+        With asyncpg, the URL parameters asyncpg takes only as keywords are not in
+        it but in the options' ``connect_args``.
+        """
+        return self._async_connection[0]
+
+    @cached_property
+    def _async_connection(self) -> tuple[URL, dict[str, Any]]:
         url, backend, driver = self._parsed
         if backend == "sqlite":
-            return url.set(drivername="sqlite+aiosqlite")
-        assert driver is not None
-        return _postgres_query(url.set(drivername=f"postgresql+{driver}"), driver)
+            return url.set(drivername="sqlite+aiosqlite"), {}
+        if driver == "asyncpg":
+            return _asyncpg_connection(url, given=self.url)
+        return _postgres_query(url.set(drivername="postgresql+psycopg"), "psycopg"), {}
 
     def check_drivers(self) -> None:
         """Raise :class:`DatabaseURLError` if a driver either side needs is missing."""
@@ -143,10 +193,11 @@ class DatabaseSettings:
                 )
 
     def engine_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``create_engine`` and ``create_async_engine``.
+        """Keyword arguments for ``create_engine``; the async side's add to them.
 
         The same numbers apply to each side's pool; Flask-SQLAlchemy takes them as
-        ``SQLALCHEMY_ENGINE_OPTIONS``.
+        ``SQLALCHEMY_ENGINE_OPTIONS``, and :meth:`async_engine_options` adds what
+        the async driver needs.
         """
         options: dict[str, Any] = {
             "pool_size": self.pool_size,
@@ -158,6 +209,15 @@ class DatabaseSettings:
         if self.backend == "sqlite":
             options["connect_args"] = {"timeout": self.sqlite_busy_timeout}
         return options
+
+    def async_engine_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``create_async_engine`` with :attr:`async_url`.
+
+        :meth:`engine_options`, plus the connect arguments that stand for URL
+        parameters the async driver takes only as keywords.
+        """
+        options = self.engine_options()
+        return _with_connect_args(options, self._async_connection[1])
 
     def flask_config(self) -> dict[str, Any]:
         """The Flask-SQLAlchemy configuration keys for the legacy side."""
@@ -178,7 +238,9 @@ class DatabaseSettings:
         """The async side's engine; dispose it when the application shuts down."""
         self.check_drivers()
         self.ensure_sqlite_directory()
-        engine = create_async_engine(self.async_url, **{**self.engine_options(), **overrides})
+        # Connect arguments given here add to the ones the URL stands for.
+        options = _with_connect_args(self.async_engine_options(), overrides.pop("connect_args", {}))
+        engine = create_async_engine(self.async_url, **{**options, **overrides})
         if self.backend == "sqlite":
             configure_sqlite(engine.sync_engine)
         return engine
@@ -217,6 +279,144 @@ def _postgres_query(url: URL, driver: str) -> URL:
     elif driver == "psycopg" and "ssl" in query:
         query["sslmode"] = query.pop("ssl")
     return url.set(query=query)
+
+
+def _asyncpg_connection(url: URL, *, given: str) -> tuple[URL, dict[str, Any]]:
+    """The asyncpg URL for *url*, and the connect arguments that go with it.
+
+    SQLAlchemy passes each URL parameter to ``asyncpg.connect()`` as a keyword
+    argument of the same name, so libpq's parameters that asyncpg spells
+    differently are renamed or moved to connect arguments here, and the ones it
+    cannot take are refused, naming the parameter and the fix.
+    """
+    named = url.drivername.partition("+")[2] == "asyncpg"
+    or_psycopg = "write postgresql+psycopg://" if named else "set DATABASE_ASYNC_DRIVER=psycopg"
+    query = dict(url.query)
+    for libpq_name, asyncpg_name in _ASYNCPG_RENAMED.items():
+        if libpq_name in query:
+            query[asyncpg_name] = query.pop(libpq_name)
+
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" in query:
+        connect_args["timeout"] = _connect_timeout(_single(query, "connect_timeout", given), given)
+    server_settings: dict[str, str] = {}
+    if "options" in query:
+        options = _single(query, "options", given)
+        server_settings.update(_options_settings(options, or_psycopg, given))
+    # The server applies application_name after options, so it wins over a -c.
+    if "application_name" in query:
+        server_settings["application_name"] = _single(query, "application_name", given)
+    if server_settings:
+        connect_args["server_settings"] = server_settings
+
+    for name in query:
+        if name in _ASYNCPG_TAKES:
+            continue
+        if name in _ASYNCPG_TAKES_SINCE:
+            if _asyncpg_takes(name):
+                continue
+            fix = f"upgrade asyncpg, remove the parameter, or {or_psycopg}"
+            message = f"the installed asyncpg does not take the URL parameter {name!r}: {fix}"
+            raise DatabaseURLError(message, url=given)
+        if name in _ASYNCPG_FROM_ENV:
+            fix = f"set {_ASYNCPG_FROM_ENV[name]} in the environment instead, or {or_psycopg}"
+        else:
+            fix = f"remove it, or {or_psycopg}"
+        raise DatabaseURLError(
+            f"the asyncpg driver does not take the URL parameter {name!r}: {fix}", url=given
+        )
+    return url.set(drivername="postgresql+asyncpg", query=query), connect_args
+
+
+def _single(query: dict[str, str | tuple[str, ...]], name: str, given: str) -> str:
+    """Remove *name* from *query* and return its one value."""
+    value = query.pop(name)
+    if isinstance(value, tuple):
+        raise DatabaseURLError(
+            f"the URL gives the parameter {name!r} more than once: give it once", url=given
+        )
+    return value
+
+
+def _connect_timeout(value: str, given: str) -> float:
+    if not _WHOLE_NUMBER.fullmatch(value):
+        raise DatabaseURLError(
+            f"the URL parameter 'connect_timeout' must be a whole number of seconds, got {value!r}",
+            url=given,
+        )
+    seconds = int(value)
+    # 0 or less is no limit to libpq. Older asyncpg releases subtract from the
+    # timeout, so None would not do there; an infinite number of seconds does.
+    return float(seconds) if seconds > 0 else math.inf
+
+
+def _options_settings(options: str, or_psycopg: str, given: str) -> dict[str, str]:
+    """The server settings of libpq's ``options``: ``-c name=value`` or ``--name=value``.
+
+    The server reads ``options`` as command-line switches (``process_postgres_switches``
+    in its ``postgres.c``); asyncpg sends settings one by one, so the other switches
+    cannot be translated.
+    """
+    settings: dict[str, str] = {}
+    words = iter(_split_options(options))
+    for word in words:
+        if word == "-c":
+            item = next(words, "")
+            shown = f"-c {item}".rstrip()
+        elif word.startswith(("-c", "--")):
+            shown, item = word, word[2:]
+        else:
+            shown, item = word, ""
+        name, equals, value = item.partition("=")
+        if not name or not equals:
+            raise DatabaseURLError(
+                f"the asyncpg driver cannot take {shown!r} in the URL parameter 'options': "
+                f"write each setting as -c name=value, or {or_psycopg}",
+                url=given,
+            )
+        # As the server does: "-c lock-timeout=1s" sets lock_timeout.
+        settings[name.replace("-", "_")] = value
+    return settings
+
+
+def _split_options(options: str) -> list[str]:
+    # Word splitting as the server does it (pg_split_opts in postinit.c):
+    # whitespace separates words and a backslash makes the next character literal.
+    words: list[str] = []
+    word: list[str] = []
+    in_word = escaped = False
+    for char in options:
+        if escaped:
+            word.append(char)
+            escaped = False
+        elif char.isspace():
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+            continue
+        elif char == "\\":
+            escaped = True
+        else:
+            word.append(char)
+        in_word = True
+    if in_word:
+        words.append("".join(word))
+    return words
+
+
+def _asyncpg_takes(name: str) -> bool:
+    # Ask the installed asyncpg, rather than keep a table of its releases.
+    try:
+        asyncpg = importlib.import_module("asyncpg")
+    except ImportError:
+        return True  # check_drivers() says how to install it
+    return name in inspect.signature(asyncpg.connect).parameters
+
+
+def _with_connect_args(options: dict[str, Any], connect_args: dict[str, Any]) -> dict[str, Any]:
+    if not connect_args:
+        return options
+    return {**options, "connect_args": {**options.get("connect_args", {}), **connect_args}}
 
 
 _ENV_OPTIONS: dict[str, type] = {

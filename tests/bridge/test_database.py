@@ -1,10 +1,17 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import math
+import sys
+import types
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
+from sqlalchemy import create_engine, event, text
 
 from bridge.database import DatabaseSettings
 from bridge.exceptions import ConfigurationError, DatabaseURLError
@@ -89,9 +96,9 @@ def test_tls_option_is_spelled_for_each_driver(given: str) -> None:
 
 
 def test_other_query_options_are_kept() -> None:
-    settings = DatabaseSettings(url="postgresql://db/shop?application_name=web&sslmode=disable")
+    settings = DatabaseSettings(url="postgresql://db/shop?target_session_attrs=any&sslmode=disable")
 
-    assert dict(settings.async_url.query) == {"application_name": "web", "ssl": "disable"}
+    assert dict(settings.async_url.query) == {"target_session_attrs": "any", "ssl": "disable"}
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite+aiosqlite:///:memory:"])
@@ -269,3 +276,295 @@ def test_with_url_replaces_only_the_url() -> None:
     assert settings.with_url("postgresql://db/x") == DatabaseSettings(
         url="postgresql://db/x", pool_size=2
     )
+
+
+# libpq's URL parameters: psycopg takes them as they are, asyncpg partly under
+# other names or as connect arguments, and the rest not at all.
+
+LIBPQ_QUERY = "connect_timeout=5&application_name=f2f-test&options=-csearch_path%3Dpublic"
+
+
+def asyncpg_connect_args(url: str) -> dict[str, Any]:
+    options = DatabaseSettings(url=url).async_engine_options()
+    return dict(options.get("connect_args", {}))
+
+
+def test_libpq_parameters_move_from_the_asyncpg_url_to_connect_arguments() -> None:
+    settings = DatabaseSettings(url=f"postgresql://db/shop?{LIBPQ_QUERY}&sslmode=require")
+
+    assert settings.async_url.render_as_string() == "postgresql+asyncpg://db/shop?ssl=require"
+    assert settings.async_engine_options() == {
+        **settings.engine_options(),
+        "connect_args": {
+            "timeout": 5.0,
+            "server_settings": {"application_name": "f2f-test", "search_path": "public"},
+        },
+    }
+    assert "connect_args" not in settings.engine_options()
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["sync", "psycopg-async"])
+def test_psycopg_gets_libpq_parameters_as_they_are(sync: bool) -> None:
+    query = f"{LIBPQ_QUERY}&keepalives=1&sslrootcert=/ca.pem"
+    settings = DatabaseSettings(url=f"postgresql://db/shop?{query}", async_driver="psycopg")
+
+    url = settings.sync_url if sync else settings.async_url
+    assert dict(url.query) == {
+        "connect_timeout": "5",
+        "application_name": "f2f-test",
+        "options": "-csearch_path=public",
+        "keepalives": "1",
+        "sslrootcert": "/ca.pem",
+    }
+    assert settings.async_engine_options() == settings.engine_options()
+
+
+def test_the_sync_url_keeps_libpq_parameters_when_asyncpg_runs_the_async_side() -> None:
+    settings = DatabaseSettings(url=f"postgresql://db/shop?{LIBPQ_QUERY}")
+
+    assert dict(settings.sync_url.query) == {
+        "connect_timeout": "5",
+        "application_name": "f2f-test",
+        "options": "-csearch_path=public",
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "timeout"), [("5", 5.0), ("%2010%20", 10.0), ("0", math.inf), ("-1", math.inf)]
+)
+def test_connect_timeout_becomes_asyncpg_timeout(given: str, timeout: float) -> None:
+    assert asyncpg_connect_args(f"postgresql://db/shop?connect_timeout={given}") == {
+        "timeout": timeout
+    }
+
+
+@pytest.mark.parametrize("given", ["soon", "2.5", "5_0"])
+def test_connect_timeout_must_be_whole_seconds(given: str) -> None:
+    with pytest.raises(
+        DatabaseURLError, match="'connect_timeout' must be a whole number"
+    ) as caught:
+        DatabaseSettings(url=f"postgresql://db/shop?connect_timeout={given}")
+
+    assert repr(given) in str(caught.value)
+
+
+def test_application_name_becomes_a_server_setting() -> None:
+    assert asyncpg_connect_args("postgresql://db/shop?application_name=shop%20web") == {
+        "server_settings": {"application_name": "shop web"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "settings"),
+    [
+        ("-c search_path=public", {"search_path": "public"}),
+        ("-csearch_path=public", {"search_path": "public"}),
+        (
+            " -c search_path=public  -cstatement_timeout=5s --lock-timeout=2s ",
+            {"search_path": "public", "statement_timeout": "5s", "lock_timeout": "2s"},
+        ),
+        ("-c search_path=shop,\\ public", {"search_path": "shop, public"}),
+        ("-c work_mem=1MB -c work_mem=2MB", {"work_mem": "2MB"}),
+        ("-c geqo=", {"geqo": ""}),
+    ],
+)
+def test_options_become_server_settings(options: str, settings: dict[str, str]) -> None:
+    url = f"postgresql://db/shop?options={quote(options)}"
+
+    assert asyncpg_connect_args(url) == {"server_settings": settings}
+    assert DatabaseSettings(url=url).async_url.query == {}
+
+
+def test_plus_in_options_is_a_space_as_libpq_reads_it() -> None:
+    url = "postgresql://db/shop?options=-c+search_path%3Dpublic"
+
+    assert asyncpg_connect_args(url) == {"server_settings": {"search_path": "public"}}
+
+
+def test_blank_options_set_nothing() -> None:
+    assert asyncpg_connect_args("postgresql://db/shop?options=%20%20") == {}
+
+
+def test_application_name_parameter_wins_over_the_one_in_options() -> None:
+    url = "postgresql://db/shop?application_name=web&options=-c%20application_name%3Dother"
+
+    assert asyncpg_connect_args(url) == {"server_settings": {"application_name": "web"}}
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [
+        ("-d 5", "-d"),
+        ("-c search_path", "-c search_path"),
+        ("-c", "-c"),
+        ("--", "--"),
+        ("search_path=public", "search_path=public"),
+        ("-c =public", "-c =public"),
+    ],
+)
+def test_options_asyncpg_cannot_send_are_refused(options: str, shown: str) -> None:
+    url = f"postgresql://db/shop?options={quote(options)}"
+
+    with pytest.raises(DatabaseURLError) as caught:
+        DatabaseSettings(url=url)
+
+    assert str(caught.value) == (
+        f"the asyncpg driver cannot take {shown!r} in the URL parameter 'options': "
+        "write each setting as -c name=value, or set DATABASE_ASYNC_DRIVER=psycopg"
+    )
+    assert DatabaseSettings(url=url, async_driver="psycopg").async_url.query["options"] == options
+
+
+@pytest.mark.parametrize(
+    "name", ["keepalives", "fallback_application_name", "client_encoding", "sslpassword", "shop"]
+)
+def test_parameters_asyncpg_cannot_take_stop_the_settings(name: str) -> None:
+    url = f"postgresql://db/shop?{name}=1"
+
+    with pytest.raises(DatabaseURLError) as caught:
+        DatabaseSettings.from_env({"DATABASE_URL": url})
+
+    assert str(caught.value) == (
+        f"the asyncpg driver does not take the URL parameter {name!r}: "
+        "remove it, or set DATABASE_ASYNC_DRIVER=psycopg"
+    )
+    assert caught.value.url == url
+    settings = DatabaseSettings.from_env({"DATABASE_URL": url, "DATABASE_ASYNC_DRIVER": "psycopg"})
+    assert settings.async_url.query == {name: "1"}
+
+
+def test_refusal_of_a_url_naming_asyncpg_says_to_name_psycopg() -> None:
+    with pytest.raises(DatabaseURLError, match=r"remove it, or write postgresql\+psycopg://$"):
+        DatabaseSettings(url="postgresql+asyncpg://db/shop?keepalives=1")
+
+
+@pytest.mark.parametrize(
+    ("name", "variable"),
+    [("sslrootcert", "PGSSLROOTCERT"), ("sslcert", "PGSSLCERT"), ("sslkey", "PGSSLKEY")],
+)
+def test_tls_files_are_refused_pointing_to_the_environment_variable(
+    name: str, variable: str
+) -> None:
+    with pytest.raises(DatabaseURLError) as caught:
+        DatabaseSettings(url=f"postgresql://db/shop?sslmode=verify-full&{name}=/etc/pg/x.pem")
+
+    assert str(caught.value) == (
+        f"the asyncpg driver does not take the URL parameter {name!r}: set {variable} "
+        "in the environment instead, or set DATABASE_ASYNC_DRIVER=psycopg"
+    )
+
+
+def test_a_translated_parameter_given_twice_is_refused() -> None:
+    with pytest.raises(DatabaseURLError, match="gives the parameter 'application_name' more than"):
+        DatabaseSettings(url="postgresql://db/shop?application_name=a&application_name=b")
+
+
+@pytest.mark.parametrize(
+    ("query", "kept"),
+    [
+        ("target_session_attrs=read-write", {"target_session_attrs": "read-write"}),
+        ("passfile=/home/app/.pgpass", {"passfile": "/home/app/.pgpass"}),
+        ("host=db1&host=db2&user=app", {"host": ("db1", "db2"), "user": "app"}),
+        ("dbname=shop", {"database": "shop"}),
+        ("prepared_statement_cache_size=0", {"prepared_statement_cache_size": "0"}),
+        ("service=shop", {"service": "shop"}),
+    ],
+)
+def test_parameters_asyncpg_takes_stay_in_its_url(query: str, kept: dict[str, Any]) -> None:
+    settings = DatabaseSettings(url=f"postgresql:///?{query}")
+
+    assert dict(settings.async_url.query) == kept
+    assert "connect_args" not in settings.async_engine_options()
+
+
+def test_parameters_of_newer_asyncpg_releases_need_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def connect(dsn: str | None = None, *, host: str | None = None) -> None: ...
+
+    monkeypatch.setitem(sys.modules, "asyncpg", types.SimpleNamespace(connect=connect))
+
+    with pytest.raises(DatabaseURLError) as caught:
+        DatabaseSettings(url="postgresql://db/shop?service=shop")
+
+    assert str(caught.value) == (
+        "the installed asyncpg does not take the URL parameter 'service': upgrade asyncpg, "
+        "remove the parameter, or set DATABASE_ASYNC_DRIVER=psycopg"
+    )
+
+
+class Connecting(Exception):
+    """Stops a connection attempt once the driver's arguments are known."""
+
+
+@pytest.mark.anyio
+async def test_asyncpg_connect_gets_only_keywords_it_takes() -> None:
+    url = f"postgresql://app@db:5433/shop?{LIBPQ_QUERY}&sslmode=require&target_session_attrs=any"
+    engine = DatabaseSettings(url=url).create_async_engine(connect_args={"command_timeout": 9})
+    seen: dict[str, Any] = {}
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _stop(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        seen.update(cparams)
+        raise Connecting
+
+    with pytest.raises(Connecting):
+        async with engine.connect():
+            pass  # pragma: no cover
+    await engine.dispose()
+
+    assert seen == {
+        "host": "db",
+        "port": 5433,
+        "user": "app",
+        "database": "shop",
+        "ssl": "require",
+        "target_session_attrs": "any",
+        "timeout": 5.0,
+        "server_settings": {"application_name": "f2f-test", "search_path": "public"},
+        "command_timeout": 9,
+    }
+    assert set(seen) <= set(inspect.signature(asyncpg.connect).parameters)
+
+
+def with_query(url: str, query: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+@pytest.mark.anyio
+async def test_libpq_parameters_reach_postgresql_on_both_sides(
+    database_settings: DatabaseSettings,
+) -> None:
+    if database_settings.backend != "postgresql":
+        pytest.skip("needs TEST_DATABASE_URL on PostgreSQL")
+    settings = database_settings.with_url(with_query(database_settings.url, LIBPQ_QUERY))
+    shown = text("SELECT current_setting('application_name'), current_setting('search_path')")
+
+    engine = settings.create_async_engine()
+    try:
+        async with engine.connect() as connection:
+            on_async = (await connection.execute(shown)).one()
+    finally:
+        await engine.dispose()
+    sync_engine = create_engine(settings.sync_url, **settings.engine_options())
+    try:
+        with sync_engine.connect() as connection:
+            on_sync = connection.execute(shown).one()
+    finally:
+        sync_engine.dispose()
+
+    assert tuple(on_async) == tuple(on_sync) == ("f2f-test", "public")
+
+
+@pytest.mark.anyio
+async def test_connect_timeout_of_zero_waits_without_limit_on_asyncpg(
+    database_settings: DatabaseSettings,
+) -> None:
+    if database_settings.async_driver != "asyncpg":
+        pytest.skip("needs TEST_DATABASE_URL on PostgreSQL; asyncpg's timeout only")
+    settings = database_settings.with_url(with_query(database_settings.url, "connect_timeout=0"))
+
+    engine = settings.create_async_engine()
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
