@@ -6,6 +6,7 @@ its tests build their own.
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -115,3 +116,14 @@ class SentMessages:
     @property
     def body(self) -> bytes:
         return b"".join(self.body_chunks)
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    """Terminate a server started for a test, kill it if it lingers; its stderr."""
+    process.terminate()
+    try:
+        _stdout, stderr = process.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _stdout, stderr = process.communicate(timeout=10)
+    return stderr

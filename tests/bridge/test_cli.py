@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bridge.cli import main
+from tests.bridge.apps import stop
 
 LEGACY_SOURCE = """
     from flask import Flask, request
@@ -310,12 +311,7 @@ def test_serve_answers_both_sides_over_tcp(project: Project) -> None:
             ported_upload = http.post("/api/orders", content=iter([b"x" * 500, b"fin!"]))
             unknown = http.get("/nowhere")
     finally:
-        process.terminate()
-        try:
-            _stdout, stderr = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _stdout, stderr = process.communicate(timeout=10)
+        stderr = stop(process)
 
     assert ported.json() == {"side": "async"}
     assert ported.headers["x-bridge-side"] == "async"

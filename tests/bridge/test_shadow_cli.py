@@ -30,6 +30,7 @@ from bridge.cli import main
 from bridge.database import DatabaseSettings
 
 from . import shadow_apps
+from .apps import stop
 from .test_cli import assert_config_error, free_port, invoke, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]  # where `tests.bridge.shadow_apps` imports from
@@ -416,12 +417,7 @@ def serving(manifest: Path, settings: DatabaseSettings, port: str = "good") -> I
     try:
         yield Server(f"http://127.0.0.1:{number}", process)
     finally:
-        process.terminate()
-        try:
-            _stdout, stderr = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _stdout, stderr = process.communicate(timeout=10)
+        stderr = stop(process)
     assert "Traceback" not in stderr, stderr
 
 
