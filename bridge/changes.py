@@ -205,10 +205,7 @@ def _compare_inserted(
 def _compare_inserted_multiset(
     table: str, ours: TableChanges, theirs: TableChanges, ignored: Ignored
 ) -> list[Difference]:
-    legacy, port = _unmatched(
-        [_project(row, ignored) for row in ours.inserted],
-        [_project(row, ignored) for row in theirs.inserted],
-    )
+    legacy, port = _unmatched_rows(ours.inserted, theirs.inserted, ignored)
     differences = []
     for number, (mine, yours) in enumerate(_pair(legacy, port), start=1):
         where = f"rows {table}[inserted #{number}]"
@@ -256,13 +253,19 @@ def _compare_existing(
     return differences
 
 
+def _unmatched_rows(
+    ours: tuple[Row, ...], theirs: tuple[Row, ...], ignored: Ignored
+) -> tuple[list[Row], list[Row]]:
+    """The rows of each side, without ignored columns, that the other side lacks."""
+    return _unmatched(
+        [_project(row, ignored) for row in ours], [_project(row, ignored) for row in theirs]
+    )
+
+
 def _compare_deleted_multiset(
     table: str, ours: TableChanges, theirs: TableChanges, ignored: Ignored
 ) -> list[Difference]:
-    legacy, port = _unmatched(
-        [_project(row, ignored) for row in ours.deleted],
-        [_project(row, ignored) for row in theirs.deleted],
-    )
+    legacy, port = _unmatched_rows(ours.deleted, theirs.deleted, ignored)
     where = f"rows {table}: deleted"
     return [Difference(where, MISSING, row, "deleted by legacy only") for row in legacy] + [
         Difference(where, row, MISSING, "deleted by async only") for row in port

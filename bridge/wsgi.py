@@ -83,6 +83,9 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 class _TerminatedInput:
+    # Needed beside the Content-Length set below: Werkzeug ignores Content-Length
+    # when Transfer-Encoding: chunked is present, and then reads no body at all
+    # unless the input is marked as terminated.
     def __init__(self, app: WSGIApp) -> None:
         self.app = app
 
