@@ -1,6 +1,6 @@
 """Ports of ``legacy_flask_app.auth``: log in, log out, and who am I.
 
-The session is Flask's signed cookie (see :mod:`bridge.sessions`), so a login
+The session is Flask's signed cookie (see :mod:`bridge._porting.sessions`), so a login
 here is a login on the legacy routes too, and the other way round.
 Registering is not ported yet.
 """
@@ -11,10 +11,10 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import Response
 from werkzeug.security import check_password_hash
 
-from bridge import compat
-from bridge.asyncdb import DbSession
-from bridge.repository import run_async
-from bridge.responses import FlaskJSONResponse
+from bridge._porting import request as compat
+from bridge._porting.asyncdb import DbSession
+from bridge._porting.repository import run_async
+from bridge._porting.responses import FlaskJSONResponse
 from shop import repositories as repo
 from shop import validation
 from shop.errors import INVALID_CREDENTIALS

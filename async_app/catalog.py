@@ -7,11 +7,11 @@ from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import Select
 from starlette.responses import Response
 
-from bridge import compat
-from bridge.asyncdb import DbSession
-from bridge.pagination import page_args, paginate
-from bridge.repository import run_async
-from bridge.responses import FlaskJSONResponse, flask_redirect
+from bridge._porting import request as compat
+from bridge._porting.asyncdb import DbSession
+from bridge._porting.pagination import page_args, paginate
+from bridge._porting.repository import run_async
+from bridge._porting.responses import FlaskJSONResponse, flask_redirect
 from shop import repositories as repo
 from shop import validation
 from shop.models import Product

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 
-from bridge import compat
-from bridge.asyncdb import DbSession
-from bridge.pagination import page_args, paginate
-from bridge.repository import run_async
-from bridge.responses import FlaskJSONResponse
+from bridge._porting import request as compat
+from bridge._porting.asyncdb import DbSession
+from bridge._porting.pagination import page_args, paginate
+from bridge._porting.repository import run_async
+from bridge._porting.responses import FlaskJSONResponse
 from shop import repositories as repo
 from shop import validation
 from shop.serializers import order_json, page_json

@@ -24,8 +24,8 @@ from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI
 from flask import Flask
 
-from bridge.hybrid import HybridApp
-from bridge.manifest import BridgeOptions, Manifest, RouteKey, RouteState
+from bridge._serving.hybrid import HybridApp
+from bridge._serving.manifest import BridgeOptions, Manifest, RouteKey, RouteState
 
 IO_WAIT = 0.05
 CONCURRENT = 80

@@ -1,44 +1,113 @@
 """flask2fastapi: move a Flask app to FastAPI one route at a time.
 
-The modules are the documentation's units; the names most users need are
-re-exported here.
+The toolkit does three jobs, one private package each; users import from
+``bridge`` alone, and the names below are the public API::
+
+    bridge/
+    ├── _serving/   the hybrid server: routing by the manifest, the WSGI bridge,
+    │               loading the apps
+    ├── _porting/   writing ports: Flask's request idioms, responses, errors and
+    │               session cookie, pagination, repository runners, the databases
+    ├── _shadow/    proving ports: comparison rules and engine, database changes,
+    │               cases, the runner and its report
+    ├── _cli.py     the ``flask2fastapi`` command
+    └── pytest_plugin.py   the ``shadow`` fixture, loaded by pytest's entry point
+
+Names are imported on first use (:pep:`562`): a Flask process that needs
+:func:`run_sync` does not load FastAPI, httpx, a2wsgi or click.
 """
 
 from __future__ import annotations
 
-from .asyncdb import AsyncDatabase as AsyncDatabase
-from .asyncdb import DbSession as DbSession
-from .cases import Case as Case
-from .cases import load_cases as load_cases
-from .compare import Rules as Rules
-from .compare import Snapshot as Snapshot
-from .compare import compare_responses as compare_responses
-from .database import DatabaseSettings as DatabaseSettings
-from .errors import install_error_envelope as install_error_envelope
-from .exceptions import BridgeError as BridgeError
-from .exceptions import CaseFileError as CaseFileError
-from .exceptions import ConfigurationError as ConfigurationError
-from .exceptions import DatabaseURLError as DatabaseURLError
-from .exceptions import ImportStringError as ImportStringError
-from .exceptions import ManifestError as ManifestError
-from .exceptions import PageNotFound as PageNotFound
-from .hybrid import HybridApp as HybridApp
-from .hybrid import build_hybrid as build_hybrid
-from .manifest import Manifest as Manifest
-from .manifest import RouteState as RouteState
-from .manifest import load_manifest as load_manifest
-from .pagination import Page as Page
-from .pagination import page_args as page_args
-from .pagination import paginate as paginate
-from .repository import Add as Add
-from .repository import Delete as Delete
-from .repository import Flush as Flush
-from .repository import Operation as Operation
-from .repository import run_async as run_async
-from .repository import run_sync as run_sync
-from .responses import FlaskJSONResponse as FlaskJSONResponse
-from .responses import flask_redirect as flask_redirect
-from .sessions import FlaskSessionConfig as FlaskSessionConfig
-from .sessions import FlaskSessionMiddleware as FlaskSessionMiddleware
+import importlib
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from bridge._exceptions import BridgeError as BridgeError
+    from bridge._exceptions import CaseFileError as CaseFileError
+    from bridge._exceptions import ConfigurationError as ConfigurationError
+    from bridge._exceptions import DatabaseURLError as DatabaseURLError
+    from bridge._exceptions import ImportStringError as ImportStringError
+    from bridge._exceptions import ManifestError as ManifestError
+    from bridge._exceptions import PageNotFound as PageNotFound
+    from bridge._porting.asyncdb import AsyncDatabase as AsyncDatabase
+    from bridge._porting.asyncdb import DbSession as DbSession
+    from bridge._porting.database import DatabaseSettings as DatabaseSettings
+    from bridge._porting.error_envelope import install_error_envelope as install_error_envelope
+    from bridge._porting.pagination import Page as Page
+    from bridge._porting.pagination import page_args as page_args
+    from bridge._porting.pagination import paginate as paginate
+    from bridge._porting.repository import Add as Add
+    from bridge._porting.repository import Delete as Delete
+    from bridge._porting.repository import Flush as Flush
+    from bridge._porting.repository import Operation as Operation
+    from bridge._porting.repository import run_async as run_async
+    from bridge._porting.repository import run_sync as run_sync
+    from bridge._porting.responses import FlaskJSONResponse as FlaskJSONResponse
+    from bridge._porting.responses import flask_redirect as flask_redirect
+    from bridge._porting.sessions import FlaskSessionConfig as FlaskSessionConfig
+    from bridge._porting.sessions import FlaskSessionMiddleware as FlaskSessionMiddleware
+    from bridge._serving.hybrid import HybridApp as HybridApp
+    from bridge._serving.hybrid import build_hybrid as build_hybrid
+    from bridge._serving.manifest import Manifest as Manifest
+    from bridge._serving.manifest import RouteState as RouteState
+    from bridge._serving.manifest import load_manifest as load_manifest
+    from bridge._shadow.cases import Case as Case
+    from bridge._shadow.cases import load_cases as load_cases
+    from bridge._shadow.compare import Snapshot as Snapshot
+    from bridge._shadow.compare import compare_responses as compare_responses
+    from bridge._shadow.rules import Rules as Rules
+
+# Public name -> the private module that defines it.
+_MODULES = {
+    "BridgeError": "bridge._exceptions",
+    "CaseFileError": "bridge._exceptions",
+    "ConfigurationError": "bridge._exceptions",
+    "DatabaseURLError": "bridge._exceptions",
+    "ImportStringError": "bridge._exceptions",
+    "ManifestError": "bridge._exceptions",
+    "PageNotFound": "bridge._exceptions",
+    "AsyncDatabase": "bridge._porting.asyncdb",
+    "DbSession": "bridge._porting.asyncdb",
+    "DatabaseSettings": "bridge._porting.database",
+    "install_error_envelope": "bridge._porting.error_envelope",
+    "Page": "bridge._porting.pagination",
+    "page_args": "bridge._porting.pagination",
+    "paginate": "bridge._porting.pagination",
+    "Add": "bridge._porting.repository",
+    "Delete": "bridge._porting.repository",
+    "Flush": "bridge._porting.repository",
+    "Operation": "bridge._porting.repository",
+    "run_async": "bridge._porting.repository",
+    "run_sync": "bridge._porting.repository",
+    "FlaskJSONResponse": "bridge._porting.responses",
+    "flask_redirect": "bridge._porting.responses",
+    "FlaskSessionConfig": "bridge._porting.sessions",
+    "FlaskSessionMiddleware": "bridge._porting.sessions",
+    "HybridApp": "bridge._serving.hybrid",
+    "build_hybrid": "bridge._serving.hybrid",
+    "Manifest": "bridge._serving.manifest",
+    "RouteState": "bridge._serving.manifest",
+    "load_manifest": "bridge._serving.manifest",
+    "Case": "bridge._shadow.cases",
+    "load_cases": "bridge._shadow.cases",
+    "Snapshot": "bridge._shadow.compare",
+    "compare_responses": "bridge._shadow.compare",
+    "Rules": "bridge._shadow.rules",
+}
+
+__all__ = sorted(_MODULES)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bridge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup does not come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,3 +1,3 @@
-from .cli import main
+from bridge._cli import main
 
 main(prog_name="flask2fastapi")

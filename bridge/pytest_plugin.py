@@ -31,12 +31,12 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from .cases import Case, load_cases
-from .changes import ChangeRecorder
-from .database import DatabaseSettings
-from .loading import load_fastapi_app, load_flask_app
-from .manifest import Manifest, load_manifest
-from .shadow import (
+from bridge._porting.database import DatabaseSettings
+from bridge._serving.loading import load_fastapi_app, load_flask_app
+from bridge._serving.manifest import Manifest, load_manifest
+from bridge._shadow.cases import Case, load_cases
+from bridge._shadow.recorder import ChangeRecorder
+from bridge._shadow.runner import (
     CaseResult,
     Outcome,
     ShadowRunner,

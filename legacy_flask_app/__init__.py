@@ -5,7 +5,7 @@ A JSON API with session-cookie login::
     flask --app legacy_flask_app run
 
 Configuration comes from the environment (``SECRET_KEY``, ``DATABASE_URL`` and
-the ``DATABASE_*`` pool options of :class:`bridge.database.DatabaseSettings`);
+the ``DATABASE_*`` pool options of :class:`bridge._porting.database.DatabaseSettings`);
 :func:`create_app` takes overrides.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 from flask import Flask
 
-from bridge.database import DatabaseSettings, configure_sqlite
-from bridge.repository import run_sync
+from bridge._porting.database import DatabaseSettings, configure_sqlite
+from bridge._porting.repository import run_sync
 from shop.config import secret_key
 from shop.seed import is_seeded, seed
 

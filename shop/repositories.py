@@ -1,7 +1,7 @@
 """Every database access of the shop, as operations both apps run.
 
 Each function either builds a statement (pure, no ``yield``) or is an
-*operation* (see :mod:`bridge.repository`): run it with
+*operation* (see :mod:`bridge._porting.repository`): run it with
 ``run_sync(db.session, op)`` on the Flask side and
 ``await run_async(session, op)`` on the FastAPI side. Operations flush but never
 commit: the caller owns the transaction, so when one raises, rolling back leaves
@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Select, Update, delete, exists, func, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from bridge.repository import Add, Flush, Operation
+from bridge._porting.repository import Add, Flush, Operation
 
 from .errors import ConflictError, NotFoundError, OutOfStockError, ValidationError
 from .models import Order, OrderItem, Product, Review, User

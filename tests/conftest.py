@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from bridge.database import DatabaseSettings, configure_sqlite
+from bridge._porting.database import DatabaseSettings, configure_sqlite
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 ON_POSTGRES = TEST_DATABASE_URL.startswith(("postgresql", "postgres:"))

@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
-from bridge.database import DatabaseSettings
-from bridge.repository import Operation, run_async, run_sync
+from bridge._porting.database import DatabaseSettings
+from bridge._porting.repository import Operation, run_async, run_sync
 from tests.bridge.apps import Base
 from tests.conftest import checked_out
 

@@ -24,12 +24,12 @@ from sqlalchemy import (
     update,
 )
 
-from bridge.asyncdb import AsyncDatabase, DbSession
-from bridge.compat import get_json
-from bridge.database import DatabaseSettings
-from bridge.errors import install_error_envelope
-from bridge.responses import FlaskJSONResponse
-from bridge.sessions import FlaskSessionConfig, FlaskSessionMiddleware
+from bridge._porting.asyncdb import AsyncDatabase, DbSession
+from bridge._porting.database import DatabaseSettings
+from bridge._porting.error_envelope import install_error_envelope
+from bridge._porting.request import get_json
+from bridge._porting.responses import FlaskJSONResponse
+from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionMiddleware
 
 SECRET_KEY = "shadow-apps-secret"
 metadata = MetaData()

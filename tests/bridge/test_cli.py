@@ -17,7 +17,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from bridge.cli import main
+from bridge._cli import main
 from tests.bridge.apps import stop
 
 LEGACY_SOURCE = """

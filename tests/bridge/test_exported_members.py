@@ -1,6 +1,11 @@
-"""The names ``import bridge`` offers are exactly the documented ones."""
+"""The names ``import bridge`` offers are exactly the documented ones, and cost little."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
 
 import bridge
 
@@ -41,17 +46,50 @@ EXPORTED = {
     "run_sync",
 }
 
+# Type aliases have no __module__ of their own.
+ALIASES = {"DbSession", "Operation"}
+
 
 def test_exported_members() -> None:
-    public = {
-        name
-        for name, value in vars(bridge).items()
-        if (not name.startswith("_") and getattr(value, "__module__", "").startswith("bridge."))
-        or name in {"DbSession", "Operation"}
-    }
-    assert public == EXPORTED
+    assert set(bridge.__all__) == EXPORTED
 
 
-def test_exported_members_come_from_their_modules() -> None:
-    for name in EXPORTED - {"DbSession", "Operation"}:
-        assert getattr(bridge, name).__module__.startswith("bridge."), name
+@pytest.mark.parametrize("name", sorted(EXPORTED))
+def test_each_name_resolves_to_a_private_module(name: str) -> None:
+    value = getattr(bridge, name)
+    if name not in ALIASES:
+        assert value.__module__.startswith("bridge._"), name
+
+
+def test_dir_lists_the_public_names() -> None:
+    assert set(dir(bridge)) >= EXPORTED
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        bridge.nothing_here  # type: ignore[attr-defined]  # noqa: B018
+
+
+HEAVY = ("fastapi", "starlette", "httpx", "a2wsgi", "click", "uvicorn")
+
+
+def loaded_after(code: str) -> set[str]:
+    """The heavy packages a fresh interpreter has imported after running *code*."""
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    output = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True
+    ).stdout
+    return {name for name in output.split() if name.split(".")[0] in HEAVY}
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import bridge",
+        "from bridge import run_sync, Operation, Add, Flush, Delete, DatabaseSettings",
+        "from bridge import Page, paginate, page_args, BridgeError",
+        "import bridge._porting.repository, bridge._porting.database",
+    ],
+)
+def test_what_a_flask_process_imports_loads_no_async_stack(code: str) -> None:
+    assert loaded_after(code) == set()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from bridge.changes import ChangeRecorder
-from bridge.database import DatabaseSettings
+from bridge._porting.database import DatabaseSettings
+from bridge._shadow.recorder import ChangeRecorder
 
 from . import shadow_apps
 

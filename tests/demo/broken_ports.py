@@ -13,7 +13,7 @@ from fastapi import FastAPI
 import async_app
 import async_app.catalog
 import async_app.orders
-from bridge.repository import Operation
+from bridge._porting.repository import Operation
 from shop import repositories
 from shop.models import Order, Product
 from shop.serializers import product_json

@@ -22,11 +22,11 @@ from sqlalchemy.orm import Session
 import async_app
 import legacy_flask_app
 import shop.models
-from bridge.database import DatabaseSettings
-from bridge.hybrid import HybridApp
-from bridge.manifest import Manifest, load_manifest
-from bridge.repository import run_sync
-from bridge.sessions import FlaskSessionConfig, FlaskSessionCookie
+from bridge._porting.database import DatabaseSettings
+from bridge._porting.repository import run_sync
+from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionCookie
+from bridge._serving.hybrid import HybridApp
+from bridge._serving.manifest import Manifest, load_manifest
 from legacy_flask_app.extensions import db
 from shop.models import Base
 from shop.seed import seed

@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from flask import Flask
 from sqlalchemy import Engine
 
-from bridge.hybrid import HybridApp
-from bridge.routing import Side
-from bridge.sessions import FlaskSessionCookie
+from bridge._porting.sessions import FlaskSessionCookie
+from bridge._serving.hybrid import HybridApp
+from bridge._serving.manifest import RouteState
 
 from .cases import CASES, Case
 from .conftest import BASE_URL, Answer, answer, request_options
@@ -50,7 +50,7 @@ def reaches_async_side(hybrid: HybridApp, case: Case) -> bool:
         "root_path": "",
         "headers": [(b"host", b"localhost")],
     }
-    return hybrid.routes.side_for(scope) is Side.ASYNC
+    return hybrid.routes.side_for(scope) is RouteState.ASYNC
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)

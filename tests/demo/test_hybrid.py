@@ -15,9 +15,9 @@ from sqlalchemy import Engine, event, text
 
 import async_app
 import legacy_flask_app
-from bridge.database import DatabaseSettings
-from bridge.hybrid import HybridApp
-from bridge.manifest import Manifest, RouteKey, RouteState
+from bridge._porting.database import DatabaseSettings
+from bridge._serving.hybrid import HybridApp
+from bridge._serving.manifest import Manifest, RouteKey, RouteState
 from legacy_flask_app.extensions import db
 from shop.seed import DEMO_PASSWORD
 

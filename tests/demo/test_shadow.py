@@ -26,13 +26,13 @@ import async_app.catalog
 import async_app.orders
 import legacy_flask_app
 import shop.models
-from bridge.cases import load_cases
-from bridge.changes import ChangeRecorder
-from bridge.cli import main
-from bridge.database import DatabaseSettings
-from bridge.manifest import Manifest, RouteState, load_manifest
+from bridge._cli import main
+from bridge._porting.database import DatabaseSettings
+from bridge._serving.manifest import Manifest, RouteState, load_manifest
+from bridge._shadow.cases import load_cases
+from bridge._shadow.recorder import ChangeRecorder
+from bridge._shadow.runner import Outcome, route_of
 from bridge.pytest_plugin import Shadow, shadow_cases
-from bridge.shadow import Outcome, route_of
 from legacy_flask_app.extensions import db
 from shop.models import Base
 

@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
-from bridge.database import DatabaseSettings
-from bridge.repository import run_sync
+from bridge._porting.database import DatabaseSettings
+from bridge._porting.repository import run_sync
 from legacy_flask_app import create_app
 from legacy_flask_app.extensions import db
 from shop.seed import DEMO_PASSWORD, is_seeded, seed

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import inspect, select, update
 from sqlalchemy.orm import Session
 
-from bridge.repository import Operation, run_sync
+from bridge._porting.repository import Operation, run_sync
 from shop import repositories as repo
 from shop.errors import ConflictError, NotFoundError, OutOfStockError, ValidationError
 from shop.models import Order, OrderItem, Product, Review, User

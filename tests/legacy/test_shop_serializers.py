@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.pagination import Page
+from bridge._porting.pagination import Page
 from shop.models import User
 from shop.serializers import page_json, product_csv_lines, timestamp, user_json
 

@@ -1,0 +1,98 @@
+"""The async side's engine and its per-request session.
+
+::
+
+    db = AsyncDatabase(DatabaseSettings.from_env())
+    app = FastAPI(lifespan=db.lifespan)
+    db.install(app)
+
+    @app.post("/api/orders")
+    async def place_order(session: DbSession) -> ...: ...
+
+The engine is created when the app starts and disposed when it stops. Each
+request gets its own ``AsyncSession`` (``expire_on_commit=False``) inside
+``session.begin()``. The dependency's exit runs when the route function
+returns, **before** the response is sent (``Depends(..., scope="function")``):
+by default FastAPI runs it after the response has gone out, so a failing commit
+would already have answered 2xx. An exception anywhere rolls back.
+
+Background work must not use the request's session; it opens its own with
+:meth:`AsyncDatabase.transaction`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bridge._porting.database import DatabaseSettings
+
+
+class AsyncDatabase:
+    """Owns the async engine for the lifetime of one FastAPI app."""
+
+    def __init__(self, settings: DatabaseSettings | None = None, **engine_options: Any) -> None:
+        self.settings = settings
+        self.engine_options = engine_options
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError(
+                "the async engine is not started: serve the app with its lifespan "
+                "(FastAPI(lifespan=db.lifespan)) or call await db.start()"
+            )
+        return self._engine
+
+    async def start(self) -> None:
+        if self._engine is None:
+            settings = self.settings or DatabaseSettings.from_env()
+            self._engine = settings.create_async_engine(**self.engine_options)
+            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+            self._sessions = None
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any = None) -> AsyncIterator[None]:
+        """A FastAPI ``lifespan``: the engine lives as long as the app."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed on success, rolled back on error."""
+        if self._sessions is None:
+            self.engine  # noqa: B018 - raises the explanatory error
+        assert self._sessions is not None
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    def install(self, app: FastAPI) -> None:
+        """Make this database the one :data:`DbSession` gives to *app*'s routes."""
+        app.state.database = self
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The per-request session of the app's :class:`AsyncDatabase`."""
+    database = getattr(request.app.state, "database", None)
+    if not isinstance(database, AsyncDatabase):
+        raise RuntimeError("no AsyncDatabase on this app: call AsyncDatabase.install(app)")
+    async with database.transaction() as session:
+        yield session
+
+
+DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]
+"""A route parameter type: the request's session, committed before the response is sent."""

@@ -1,0 +1,156 @@
+"""Errors in the legacy app's shape, on both sides of the bridge.
+
+Clients of a migrated route must not see FastAPI's ``{"detail": ...}`` or its
+422. :func:`install_error_envelope` makes a FastAPI app answer every error with
+the body the legacy app's error handlers give, built by a function the
+user passes (the demo's is ``shop.errors.error_body``). Status names and default
+messages are Werkzeug's, the ones Flask's ``abort()`` uses.
+
+:func:`flask_error_response` renders an error through the Flask app's own
+error handlers; the hybrid uses it for errors it answers itself (413), so they
+have the legacy shape for any Flask app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
+from werkzeug.exceptions import default_exceptions
+from werkzeug.http import HTTP_STATUS_CODES
+
+from bridge._exceptions import PageNotFound
+from bridge._porting.responses import FlaskJSONResponse as JSONResponse
+
+logger = logging.getLogger("flask2fastapi")
+
+ErrorBody = Callable[[int, str, str], Any]
+"""``(status code, status name, message) -> JSON body`` of an error response."""
+
+RETRY_AFTER_SECONDS = 1
+
+
+def status_name(code: int) -> str:
+    """The name Werkzeug gives a status code, as in ``NotFound().name``."""
+    return HTTP_STATUS_CODES.get(code, "Unknown Error")
+
+
+def _phrase(code: int) -> str | None:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return None
+
+
+def default_message(code: int) -> str:
+    """The message ``abort(code)`` gives when no description is passed."""
+    exception = default_exceptions.get(code)
+    return str(exception.description) if exception is not None else status_name(code)
+
+
+def install_error_envelope(
+    app: FastAPI, body: ErrorBody, *, messages: Mapping[int, str] | None = None
+) -> None:
+    """Answer every error of *app* with the legacy envelope built by *body*.
+
+    *messages* replaces Werkzeug's default message for a status code where the
+    legacy app's handler says something else (for example its 503 text).
+
+    Covers ``HTTPException`` (raised by routes, and Starlette's own 404 and
+    405), request validation errors (400, as Flask answers bad input, never
+    422), pages past the end (404), a database pool that stays exhausted for
+    ``pool_timeout`` (503 with ``Retry-After``) and unhandled exceptions (500).
+    """
+
+    defaults = dict(messages or {})
+
+    def respond(code: int, message: str | None, headers: dict[str, str] | None = None) -> Response:
+        if code in _NO_BODY or code < 200:
+            return Response(status_code=code, headers=headers)  # HTTP forbids a body here
+        text = message or defaults.get(code) or default_message(code)
+        return JSONResponse(body(code, status_name(code), text), status_code=code, headers=headers)
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        detail: str | None = exc.detail if isinstance(exc.detail, str) else None
+        if detail == _phrase(exc.status_code):
+            detail = None  # Starlette's own 404/405 carry the phrase, not a message
+        return respond(exc.status_code, detail, dict(exc.headers or {}))
+
+    async def validation_error(_request: Request, _exc: Exception) -> Response:
+        return respond(400, None)
+
+    async def page_not_found(_request: Request, _exc: Exception) -> Response:
+        return respond(404, None)
+
+    async def pool_timeout(_request: Request, exc: Exception) -> Response:
+        logger.warning("database pool exhausted: %s", exc)
+        return respond(503, None, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(PageNotFound, page_not_found)
+    app.add_exception_handler(PoolTimeoutError, pool_timeout)
+    # Not an exception handler: Starlette answers those outside every middleware,
+    # so a 500 would lose what middleware adds, such as the session cookie.
+    app.add_middleware(ServerErrorEnvelope, respond=lambda: respond(500, None))
+
+
+_NO_BODY = frozenset({204, 205, 304})
+
+
+class ServerErrorEnvelope:
+    """Answers an unhandled exception with the envelope's 500, then re-raises it
+    so that the server logs it, as Flask logs it.
+
+    It runs inside the middleware added after it, so call
+    :func:`install_error_envelope` before adding ``FlaskSessionMiddleware``.
+    """
+
+    def __init__(self, app: ASGIApp, respond: Callable[[], Response]) -> None:
+        self.app = app
+        self.respond = respond
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            if not started:
+                await self.respond()(scope, receive, send)
+            raise
+
+
+def flask_error_response(
+    flask_app: Any, error: WerkzeugHTTPException, environ: dict[str, Any]
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Render *error* through the Flask app's error handlers for the request in *environ*.
+
+    Returns status, headers and body. Only the error handler runs, not the view
+    or ``before_request``; it runs in the calling thread.
+    """
+    with flask_app.request_context(environ):
+        response = flask_app.make_response(flask_app.handle_user_exception(error))
+        body = response.get_data()
+    headers = [
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
+    ]
+    return response.status_code, headers, body

@@ -1,0 +1,210 @@
+"""Flask's signed session cookie, read and written on the async side.
+
+Flask and Starlette both call their session cookie ``session`` and cannot read
+each other's, so a user logged in on a legacy route would look anonymous on a
+ported one. :class:`FlaskSessionMiddleware` speaks Flask's format instead: the
+same signer (itsdangerous, the app's ``SECRET_KEY`` and its fallbacks, salt
+``cookie-session``), the same tagged JSON, and the same rules for when the
+cookie is set, refreshed or deleted and when ``Vary: Cookie`` is added. A login
+or logout on either side is seen by the other.
+
+Routes read and write ``request.session`` as they would Flask's ``session``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask.json.tag import TaggedJSONSerializer
+from flask.sessions import SecureCookieSession
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from werkzeug.datastructures import HeaderSet
+from werkzeug.http import dump_cookie, parse_cookie, parse_set_header
+
+from bridge._exceptions import ConfigurationError
+
+SALT = "cookie-session"
+
+
+def _marks_accessed(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: SecureCookieSession, *args: Any, **kwargs: Any) -> Any:
+        self.accessed = True
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+class FlaskSession(SecureCookieSession):
+    """Flask's cookie session, marked *accessed* by any read or write.
+
+    Flask marks the session accessed whenever a view touches the ``session``
+    proxy, and then answers with ``Vary: Cookie``; a port that reads
+    ``request.session`` must do the same.
+    """
+
+    __getitem__ = _marks_accessed(SecureCookieSession.__getitem__)
+    __contains__ = _marks_accessed(SecureCookieSession.__contains__)
+    __iter__ = _marks_accessed(SecureCookieSession.__iter__)
+    __len__ = _marks_accessed(SecureCookieSession.__len__)
+    get = _marks_accessed(SecureCookieSession.get)
+    keys = _marks_accessed(SecureCookieSession.keys)
+    values = _marks_accessed(SecureCookieSession.values)
+    items = _marks_accessed(SecureCookieSession.items)
+    __setitem__ = _marks_accessed(SecureCookieSession.__setitem__)
+    __delitem__ = _marks_accessed(SecureCookieSession.__delitem__)
+    clear = _marks_accessed(SecureCookieSession.clear)
+    pop = _marks_accessed(SecureCookieSession.pop)
+    popitem = _marks_accessed(SecureCookieSession.popitem)
+    setdefault = _marks_accessed(SecureCookieSession.setdefault)
+    update = _marks_accessed(SecureCookieSession.update)
+
+
+@dataclass(frozen=True)
+class FlaskSessionConfig:
+    """The Flask settings that decide how the session cookie looks."""
+
+    secret_key: str | bytes
+    secret_key_fallbacks: Sequence[str | bytes] = ()
+    cookie_name: str = "session"
+    domain: str | None = None
+    path: str = "/"
+    httponly: bool = True
+    secure: bool = False
+    samesite: str | None = None
+    partitioned: bool = False
+    lifetime: timedelta = field(default_factory=lambda: timedelta(days=31))
+    refresh_each_request: bool = True
+
+    @classmethod
+    def from_flask_config(cls, config: Mapping[str, Any]) -> FlaskSessionConfig:
+        """Read the keys Flask reads: ``SECRET_KEY``, ``SESSION_COOKIE_*`` and the rest."""
+        secret_key = config.get("SECRET_KEY")
+        if not secret_key:
+            raise ConfigurationError(
+                "SECRET_KEY is not set: the async side needs the Flask app's key "
+                "to read its session cookie"
+            )
+        lifetime = config.get("PERMANENT_SESSION_LIFETIME", timedelta(days=31))
+        if isinstance(lifetime, int | float):  # Flask takes seconds as any number
+            lifetime = timedelta(seconds=lifetime)
+        return cls(
+            secret_key=secret_key,
+            secret_key_fallbacks=tuple(config.get("SECRET_KEY_FALLBACKS") or ()),
+            cookie_name=config.get("SESSION_COOKIE_NAME", "session"),
+            domain=config.get("SESSION_COOKIE_DOMAIN") or None,
+            path=config.get("SESSION_COOKIE_PATH") or config.get("APPLICATION_ROOT") or "/",
+            httponly=config.get("SESSION_COOKIE_HTTPONLY", True),
+            secure=config.get("SESSION_COOKIE_SECURE", False),
+            samesite=config.get("SESSION_COOKIE_SAMESITE"),
+            partitioned=config.get("SESSION_COOKIE_PARTITIONED", False),
+            lifetime=lifetime,
+            refresh_each_request=config.get("SESSION_REFRESH_EACH_REQUEST", True),
+        )
+
+
+class FlaskSessionCookie:
+    """Load and dump Flask session cookies with one app's settings."""
+
+    def __init__(self, config: FlaskSessionConfig) -> None:
+        self.config = config
+        keys: list[Any] = [*config.secret_key_fallbacks, config.secret_key]  # the last one signs
+        self.serializer = URLSafeTimedSerializer(
+            keys,
+            salt=SALT,
+            serializer=TaggedJSONSerializer(),
+            signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha1},
+        )
+
+    def load(self, value: str | None) -> FlaskSession:
+        """The session in a cookie value; an empty session if it is missing, forged or expired."""
+        if not value:
+            return FlaskSession()
+        try:
+            data = self.serializer.loads(value, max_age=int(self.config.lifetime.total_seconds()))
+        except BadSignature:
+            return FlaskSession()
+        return FlaskSession(data)
+
+    def dump(self, data: Mapping[str, Any]) -> str:
+        """A signed cookie value holding *data*."""
+        return str(self.serializer.dumps(dict(data)))
+
+    def set_cookie_headers(self, session: SecureCookieSession) -> tuple[list[str], bool]:
+        """The ``Set-Cookie`` values to send, and whether to add ``Vary: Cookie``.
+
+        The same decisions as Flask's ``SecureCookieSessionInterface.save_session``.
+        """
+        config = self.config
+        vary = bool(session.accessed)
+        if not dict.__len__(session):
+            if not session.modified:
+                return [], vary
+            deleted = self._cookie("", expires=0, max_age=0)
+            return [deleted], True
+        if not (session.modified or (session.permanent and config.refresh_each_request)):
+            return [], vary
+        expires = datetime.now(UTC) + config.lifetime if session.permanent else None
+        return [self._cookie(self.dump(dict(dict.items(session))), expires=expires)], True
+
+    def _cookie(self, value: str, **options: Any) -> str:
+        config = self.config
+        return dump_cookie(
+            config.cookie_name,
+            value,
+            path=config.path,
+            domain=config.domain,
+            secure=config.secure,
+            httponly=config.httponly,
+            samesite=config.samesite,
+            partitioned=config.partitioned,
+            **options,
+        )
+
+
+class FlaskSessionMiddleware:
+    """Puts the Flask session in ``scope["session"]`` and saves it as Flask would."""
+
+    def __init__(self, app: ASGIApp, config: FlaskSessionConfig) -> None:
+        self.app = app
+        self.cookie = FlaskSessionCookie(config)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        session = self.cookie.load(_cookie_value(scope, self.cookie.config.cookie_name))
+        scope["session"] = session
+
+        async def send_with_session(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self._save(session, MutableHeaders(scope=message))
+            await send(message)
+
+        await self.app(scope, receive, send_with_session)
+
+    def _save(self, session: SecureCookieSession, headers: MutableHeaders) -> None:
+        cookies, vary = self.cookie.set_cookie_headers(session)
+        if vary:
+            values = HeaderSet()
+            for value in headers.getlist("vary"):  # every Vary header, merged into one
+                values.update(parse_set_header(value))
+            values.add("Cookie")
+            del headers["vary"]
+            headers["vary"] = values.to_header()
+        for cookie in cookies:
+            headers.append("set-cookie", cookie)
+
+
+def _cookie_value(scope: Scope, name: str) -> str | None:
+    raw = "; ".join(
+        value.decode("latin-1") for key, value in scope.get("headers", ()) if key == b"cookie"
+    )
+    return parse_cookie(raw).get(name) if raw else None

@@ -1,0 +1,203 @@
+"""The hybrid server: FastAPI for ported routes, the Flask app for the rest.
+
+:class:`HybridApp` is the ASGI app uvicorn serves. Per request it:
+
+1. drops headers spelled with underscores (a2wsgi and Werkzeug fold ``_`` and
+   ``-`` together, so ``X-Auth_User`` would arrive as ``X-Auth-User``);
+2. asks the :class:`~bridge._serving.routing.RouteTable` which side answers, with the
+   URL map bound by the Flask app itself (:meth:`HybridApp.url_adapter`);
+3. reads the body, up to ``max_body_size`` (413 in the legacy shape beyond it,
+   before any worker thread is taken), and hands it on with a Content-Length,
+   so chunked bodies reach Flask intact;
+4. tags the response with ``x-bridge-side`` unless told not to.
+
+Lifespan events go to the FastAPI app, which owns the async engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+import anyio.to_thread
+from a2wsgi.wsgi import build_environ
+from fastapi import FastAPI
+from flask import Flask
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import MapAdapter
+
+from bridge._porting.error_envelope import flask_error_response
+from bridge._serving.loading import load_fastapi_app, load_flask_app
+from bridge._serving.manifest import Manifest, RouteState, load_manifest
+from bridge._serving.routing import RouteTable
+from bridge._serving.wsgi import LegacyWSGI
+
+SIDE_HEADER = b"x-bridge-side"
+MANIFEST_ENV = "FLASK2FASTAPI_MANIFEST"
+
+
+class HybridApp:
+    """One ASGI app in front of a Flask app and a FastAPI app."""
+
+    def __init__(self, flask_app: Flask, fastapi_app: FastAPI, manifest: Manifest) -> None:
+        self.flask_app = flask_app
+        self.fastapi_app = fastapi_app
+        self.manifest = manifest
+        self.options = manifest.options
+        self.routes = RouteTable(
+            flask_app.url_map, fastapi_app.routes, manifest, bind=self.url_adapter
+        )
+        self.legacy = LegacyWSGI(flask_app, threads=self.options.wsgi_threads)
+        self._sides: dict[RouteState, ASGIApp] = {
+            RouteState.LEGACY: self.legacy,
+            RouteState.ASYNC: fastapi_app,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.fastapi_app(scope, receive, self._on_lifespan(send))
+            return
+        if scope["type"] != "http":
+            await self.fastapi_app(scope, receive, send)
+            return
+        scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if b"_" not in k]}
+        side = self.routes.side_for(scope)
+        try:
+            body = await self._read_body(scope, receive)
+        except _ClientGone:
+            return  # no side sees half a body
+        if body is None:
+            await self._too_large(scope, self._tag(send, RouteState.LEGACY))
+            return
+        scope["headers"] = _with_content_length(scope["headers"], body)
+        await self._sides[side](scope, _replay(body, receive), self._tag(send, side))
+
+    def url_adapter(self, scope: Scope) -> MapAdapter | None:
+        """The Flask app's URL adapter for this request, as it builds it to dispatch.
+
+        The environ is the one the legacy side gets, so ``SERVER_NAME``,
+        subdomain and host matching, ``TRUSTED_HOSTS`` (raising its 400) and any
+        override of ``create_url_adapter`` decide the rule exactly as in Flask.
+        """
+        full_scope = {**_SCOPE_DEFAULTS, **scope}
+        environ = build_environ(full_scope, None)  # type: ignore[arg-type]
+        request = self.flask_app.request_class(cast("dict[str, Any]", environ))
+        return self.flask_app.create_url_adapter(request)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole request body, or ``None`` when it exceeds ``max_body_size``."""
+        limit = self.options.max_body_size
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        scope = {
+            **scope,
+            "headers": [(k, v) for k, v in scope["headers"] if k != b"content-length"],
+        }
+        environ = build_environ(scope, None)  # type: ignore[arg-type]
+        limit = self.options.max_body_size
+        error = RequestEntityTooLarge(
+            f"The request body is larger than the limit of {limit} bytes."
+        )
+        # Off the event loop, in case the app's error handler does I/O; not in the
+        # legacy side's own pool, whose threads this answer is meant to spare.
+        status, headers, body = await anyio.to_thread.run_sync(
+            flask_error_response, self.flask_app, error, dict(environ)
+        )
+        headers = [(k, v) for k, v in headers if k not in (b"content-length", b"connection")]
+        headers += [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _tag(self, send: Send, side: RouteState) -> Send:
+        if not self.options.side_header:
+            return send
+        value = side.value.encode()
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (SIDE_HEADER, value)],
+                }
+            await send(message)
+
+        return tagged
+
+    def _on_lifespan(self, send: Send) -> Send:
+        async def on_lifespan(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                self.legacy.shutdown()
+            await send(message)
+
+        return on_lifespan
+
+
+def build_hybrid(manifest: Manifest) -> HybridApp:
+    """Import the two apps the manifest names and put them behind one ASGI app."""
+    flask_app = load_flask_app(manifest.flask_app, manifest.path)
+    fastapi_app = load_fastapi_app(manifest.fastapi_app, manifest.path)
+    return HybridApp(flask_app, fastapi_app, manifest)
+
+
+def app_from_env() -> HybridApp:
+    """Factory for uvicorn workers: the manifest path comes from the environment."""
+    return build_hybrid(load_manifest(os.environ[MANIFEST_ENV]))
+
+
+# Keys a2wsgi needs that callers asking only "which side?" may leave out.
+_SCOPE_DEFAULTS: dict[str, Any] = {"http_version": "1.1", "query_string": b""}
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1")).strip()
+    return None
+
+
+def _with_content_length(
+    headers: list[tuple[bytes, bytes]], body: bytes
+) -> list[tuple[bytes, bytes]]:
+    chunked = any(k == b"transfer-encoding" for k, _ in headers)
+    declared = any(k == b"content-length" for k, _ in headers)
+    if not chunked and (declared or not body):
+        return headers
+    kept = [(k, v) for k, v in headers if k not in (b"transfer-encoding", b"content-length")]
+    return [*kept, (b"content-length", str(len(body)).encode())]
+
+
+def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
+    """A ``receive`` that gives the buffered body once, then waits for the disconnect."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

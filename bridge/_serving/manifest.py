@@ -1,0 +1,224 @@
+"""``migration.toml``: which app is which, and where each route stands.
+
+::
+
+    [apps]
+    flask = "legacy_flask_app:create_app"
+    fastapi = "async_app:create_app"
+
+    [bridge]                  # optional; every key has a default
+    side_header = true
+    wsgi_threads = 40
+    max_body_size = 16777216
+
+    [routes]
+    "GET /api/products" = "async"
+    "GET /api/products/<int:product_id>" = "legacy"
+    "POST /api/orders" = { state = "async", ignore_columns = ["orders.created_at"] }
+
+    [shadow]                  # optional; how shadow cases log in a "user"
+    login = { session_key = "user_id", query = "SELECT id FROM users WHERE email = :user" }
+
+Routes are keyed by HTTP method and Flask rule; unlisted routes are legacy. A
+route given as a table may carry shadow-comparison rules besides its state
+(see :class:`bridge._shadow.compare.Rules`).
+Parsing does no I/O beyond reading the file and knows nothing of the apps;
+:mod:`bridge._serving.routing` checks the keys against them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from bridge._exceptions import ManifestError
+from bridge._shadow.rules import Rules
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class RouteState(StrEnum):
+    """Where a route stands in the migration, and so which side answers its requests."""
+
+    LEGACY = "legacy"  # Flask answers
+    ASYNC = "async"  # the FastAPI port answers
+
+
+@dataclass(frozen=True)
+class RouteKey:
+    method: str
+    rule: str
+
+    @classmethod
+    def parse(cls, key: str) -> RouteKey:
+        method, _, rule = key.strip().partition(" ")
+        method, rule = method.upper(), rule.strip()
+        if method not in HTTP_METHODS or not rule.startswith("/"):
+            raise ManifestError(
+                f"route key {key!r} must be an HTTP method and a Flask rule, "
+                'such as "GET /api/products/<int:product_id>"'
+            )
+        return cls(method, rule)
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.rule}"
+
+
+@dataclass(frozen=True)
+class BridgeOptions:
+    """How the hybrid server behaves; the ``[bridge]`` table of the manifest."""
+
+    side_header: bool = True
+    # a2wsgi's default of 10 threads caps I/O-bound legacy routes far below a
+    # gunicorn gthread deployment; 40 matches Starlette's own thread limiter.
+    wsgi_threads: int = 40
+    max_body_size: int = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LoginRule:
+    """How a shadow case's ``user`` becomes a Flask session: ``[shadow] login``.
+
+    The query runs with ``:user`` bound to the case's user; its first column
+    is stored in the session under ``session_key``.
+    """
+
+    session_key: str
+    query: str
+
+    @classmethod
+    def from_mapping(cls, data: object) -> LoginRule:
+        if (
+            not isinstance(data, Mapping)
+            or set(data) != {"session_key", "query"}
+            or not all(isinstance(v, str) and v for v in data.values())
+        ):
+            raise ManifestError(
+                '[shadow] login must be { session_key = "user_id", '
+                'query = "SELECT id FROM users WHERE email = :user" }'
+            )
+        return cls(session_key=data["session_key"], query=data["query"])
+
+
+@dataclass(frozen=True)
+class Manifest:
+    flask_app: str | None = None
+    fastapi_app: str | None = None
+    routes: Mapping[RouteKey, RouteState] = field(default_factory=dict)
+    options: BridgeOptions = field(default_factory=BridgeOptions)
+    rules: Mapping[RouteKey, Rules] = field(default_factory=dict)
+    login: LoginRule | None = None
+    path: str | None = None
+
+    def state(self, method: str, rule: str) -> RouteState:
+        """The state of a route; unlisted routes are legacy."""
+        return self.routes.get(RouteKey(method, rule), RouteState.LEGACY)
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and parse a manifest file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(
+            "no such file: give the path of a migration.toml", path=str(path)
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read the file: {exc}", path=str(path)) from None
+    return parse_manifest(text, path=str(path))
+
+
+def parse_manifest(text: str, *, path: str | None = None) -> Manifest:
+    """Parse the TOML text of a manifest; *path* is only used in messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"not valid TOML: {exc}", path=path) from None
+    try:
+        _check_keys(data, {"apps", "bridge", "routes", "shadow"}, "the top level")
+        apps = _table(data, "apps")
+        _check_keys(apps, {"flask", "fastapi"}, "[apps]")
+        routes, rules = _routes(_table(data, "routes"))
+        shadow = _table(data, "shadow")
+        _check_keys(shadow, {"login"}, "[shadow]")
+        login = LoginRule.from_mapping(shadow["login"]) if "login" in shadow else None
+        return Manifest(
+            flask_app=_optional_str(apps, "flask", "[apps]"),
+            fastapi_app=_optional_str(apps, "fastapi", "[apps]"),
+            routes=routes,
+            options=_options(_table(data, "bridge")),
+            rules=rules,
+            login=login,
+            path=path,
+        )
+    except ManifestError as exc:
+        raise ManifestError(str(exc), path=path) from None
+
+
+def _routes(table: Mapping[str, Any]) -> tuple[dict[RouteKey, RouteState], dict[RouteKey, Rules]]:
+    routes: dict[RouteKey, RouteState] = {}
+    rules: dict[RouteKey, Rules] = {}
+    for raw_key, value in table.items():
+        key = RouteKey.parse(raw_key)
+        if key in routes:
+            raise ManifestError(f"route {key} is listed twice")
+        if isinstance(value, Mapping):
+            options = {k: v for k, v in value.items() if k != "state"}
+            where = f'[routes."{raw_key}"]'
+            rules[key] = Rules.from_mapping(options, where=where, other_keys=("state",))
+            value = value.get("state", RouteState.LEGACY.value)
+        routes[key] = _state(raw_key, value)
+    return routes, rules
+
+
+def _state(key: str, value: object) -> RouteState:
+    for state in RouteState:
+        if value == state.value:
+            return state
+    choices = ", ".join(state.value for state in RouteState)
+    raise ManifestError(f"route {key!r} has state {value!r}: use one of {choices}")
+
+
+def _options(table: Mapping[str, Any]) -> BridgeOptions:
+    _check_keys(table, {"side_header", "wsgi_threads", "max_body_size"}, "[bridge]")
+    side_header = table.get("side_header", BridgeOptions.side_header)
+    if not isinstance(side_header, bool):
+        raise ManifestError(f"[bridge] side_header must be true or false, got {side_header!r}")
+    return BridgeOptions(
+        side_header=side_header,
+        wsgi_threads=_positive_int(table, "wsgi_threads", BridgeOptions.wsgi_threads),
+        max_body_size=_positive_int(table, "max_body_size", BridgeOptions.max_body_size),
+    )
+
+
+def _positive_int(table: Mapping[str, Any], key: str, default: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ManifestError(f"[bridge] {key} must be a whole number above 0, got {value!r}")
+    return value
+
+
+def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ManifestError(f"[{key}] must be a table")
+    return value
+
+
+def _optional_str(table: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ManifestError(f'{where} {key} must be an import string such as "package:create_app"')
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ManifestError(
+            f"unknown key {unknown[0]!r} in {where}: expected one of {', '.join(sorted(allowed))}"
+        )

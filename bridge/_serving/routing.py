@@ -1,0 +1,224 @@
+"""Which side answers a request: the Flask URL map plus the manifest.
+
+A request is matched against the legacy app's URL map to find its Flask rule;
+the rule's state in the manifest picks the side. The map is bound to the
+request by a :data:`Binder`: the hybrid passes one that lets the Flask app bind
+it (host and subdomain matching, ``SERVER_NAME``, ``TRUSTED_HOSTS``), so the
+rule found is the one Flask itself would dispatch to. A request that matches no
+Flask rule goes to FastAPI when FastAPI has a route for it, and to Flask
+otherwise, so that unknown URLs keep the legacy 404.
+
+Nothing here does I/O: the table is built once at start-up from the two apps'
+route lists and consulted per request.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import Map, MapAdapter, Rule
+from werkzeug.sansio.utils import get_host
+
+from bridge._exceptions import ManifestError
+from bridge._serving.manifest import Manifest, RouteKey, RouteState
+
+# Flask adds these to every rule by itself; they follow the route's GET or
+# are answered by Flask's own automatic OPTIONS.
+AUTOMATIC_METHODS = frozenset({"HEAD", "OPTIONS"})
+
+_FLASK_VARIABLE = re.compile(r"<(?:[^<>:]+:)?(?P<name>[^<>:]+)>")
+
+#: Binds the Flask URL map to one ASGI request, with its path and method as the
+#: adapter's defaults. ``None``, or an :class:`~werkzeug.exceptions.HTTPException`
+#: (an untrusted host), means the legacy app answers the request itself.
+Binder = Callable[[Scope], MapAdapter | None]
+
+
+@dataclass(frozen=True)
+class FlaskRoute:
+    """One method of one Flask rule, as ``flask2fastapi routes`` lists it."""
+
+    method: str
+    rule: str
+    endpoint: str
+    state: RouteState
+    ported: bool
+
+    @property
+    def key(self) -> RouteKey:
+        return RouteKey(self.method, self.rule)
+
+
+# Values tried for each variable of a Flask rule, to make a concrete path that
+# the rule matches: int, float, uuid, string and path converters accept one.
+_SAMPLE_VALUES = ("1", "1.5", "00000000-0000-0000-0000-000000000000", "x", "x/y")
+
+
+def sample_path(rule: Rule) -> str | None:
+    """A concrete path that *rule* matches, such as ``/api/products/1``; ``None`` if
+    no sample value fits one of its converters (a custom converter)."""
+    values: dict[str, str] = {}
+    for name, converter in rule._converters.items():
+        fitting = [v for v in _candidates(converter) if re.fullmatch(converter.regex, v)]
+        if not fitting:
+            return None
+        values[name] = fitting[0]
+    return _FLASK_VARIABLE.sub(lambda m: values[m.group("name")], rule.rule)
+
+
+def _candidates(converter: Any) -> Iterator[str]:
+    yield from _SAMPLE_VALUES
+    yield from sorted(getattr(converter, "items", ()))  # any(a, b)
+    length = re.search(r"\{(\d+)", converter.regex)  # string(length=n), string(minlength=n)
+    if length:
+        yield "x" * max(1, int(length.group(1)))
+
+
+def async_serves(routes: Iterable[BaseRoute], method: str, path: str) -> bool:
+    """Whether a FastAPI or Starlette route list fully matches ``method path``."""
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+    return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+
+def flask_routes(url_map: Map) -> Iterator[tuple[str, Rule]]:
+    """Every ``(method, rule)`` of a Flask URL map, without the automatic methods."""
+    for rule in url_map.iter_rules():
+        methods = set(rule.methods or ())
+        explicit = methods - AUTOMATIC_METHODS or methods
+        for method in sorted(explicit):
+            yield method, rule
+
+
+class RouteTable:
+    """The manifest checked against both apps, ready to answer "which side?".
+
+    *bind* binds *url_map* to a request; without it the map is bound from the
+    request's path, method, scheme and host alone, which is what a Flask app
+    with no ``SERVER_NAME``, subdomain matching or ``TRUSTED_HOSTS`` does.
+    """
+
+    def __init__(
+        self,
+        url_map: Map,
+        async_routes: Iterable[BaseRoute],
+        manifest: Manifest,
+        *,
+        bind: Binder | None = None,
+    ) -> None:
+        self.url_map = url_map
+        self.bind: Binder = bind or functools.partial(bind_request, url_map)
+        self.async_routes = list(async_routes)
+        self.manifest = manifest
+        self.routes = [
+            FlaskRoute(
+                method=method,
+                rule=rule.rule,
+                endpoint=rule.endpoint,
+                state=manifest.state(method, rule.rule),
+                ported=_is_ported(self.async_routes, method, rule),
+            )
+            for method, rule in flask_routes(url_map)
+        ]
+        self._states = {route.key: route.state for route in self.routes}
+        self._check(manifest)
+
+    def _check(self, manifest: Manifest) -> None:
+        known = {route.key: route for route in self.routes}
+        for key, state in manifest.routes.items():
+            if key not in known:
+                raise ManifestError(
+                    f"route {key} matches no rule of the Flask app{_closest(key, known)}",
+                    path=manifest.path,
+                )
+            if state is RouteState.ASYNC and not known[key].ported:
+                raise ManifestError(
+                    f"route {key} is async but the FastAPI app has no {key.method} route "
+                    f"for {key.rule}: port it first or set it to legacy",
+                    path=manifest.path,
+                )
+
+    def side_for(self, scope: Scope) -> RouteState:
+        """The side that answers this HTTP request."""
+        rule = self.match_rule(scope)
+        if rule is None:
+            return RouteState.ASYNC if self._async_matches(scope) else RouteState.LEGACY
+        method = scope["method"]
+        state = self._states.get(RouteKey(method, rule.rule))
+        if state is None and method == "HEAD":
+            state = self._states.get(RouteKey("GET", rule.rule))
+        if state is RouteState.ASYNC and self._async_matches(scope):
+            return RouteState.ASYNC
+        return RouteState.LEGACY
+
+    def match_rule(self, scope: Scope) -> Rule | None:
+        """The Flask rule the request matches, or ``None``.
+
+        Every other routing answer Flask would give (a 405, the redirect for a
+        missing trailing slash, the 400 for a host it does not trust) is the
+        legacy side's to give.
+        """
+        try:
+            adapter = self.bind(scope)
+        except HTTPException:  # Flask keeps it as the request's routing error
+            return _PASS_TO_LEGACY
+        if adapter is None:
+            return _PASS_TO_LEGACY
+        try:
+            rule, _ = adapter.match(return_rule=True)
+        except NotFound:
+            return None
+        except HTTPException:  # 405, the 308 redirects, a websocket mismatch
+            return _PASS_TO_LEGACY
+        return rule
+
+    def _async_matches(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] is Match.FULL for route in self.async_routes)
+
+
+def _is_ported(routes: list[BaseRoute], method: str, rule: Rule) -> bool:
+    path = sample_path(rule)
+    return path is not None and async_serves(routes, method, path)
+
+
+# A rule that no manifest key names: its requests always go to the legacy side.
+_PASS_TO_LEGACY = Rule("/<path:__bridge_unmatched__>", endpoint="__bridge_unmatched__")
+
+
+def bind_request(url_map: Map, scope: Scope) -> MapAdapter:
+    """*url_map* bound to the request of *scope*, without any Flask configuration."""
+    scheme = scope.get("scheme", "http")
+    root_path = scope.get("root_path", "")
+    path = scope["path"]
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]
+    return url_map.bind(
+        _host(scope, scheme),
+        script_name=root_path or "/",
+        url_scheme=scheme,
+        default_method=scope["method"],
+        path_info=path or "/",
+    )
+
+
+def _host(scope: Scope, scheme: str) -> str:
+    # As Werkzeug reads it: the Host header, else the server; no default port.
+    header = None
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            header = str(value.decode("latin-1"))
+            break
+    return get_host(scheme, header, scope.get("server"))
+
+
+def _closest(key: RouteKey, known: Mapping[RouteKey, FlaskRoute]) -> str:
+    names = [str(k) for k in known]
+    matches = difflib.get_close_matches(str(key), names, n=3, cutoff=0.5)
+    return f"; closest: {', '.join(matches)}" if matches else ""

@@ -1,0 +1,770 @@
+"""What a client would notice between the legacy answer and the port's.
+
+:func:`compare_responses` takes two :class:`Snapshot` and returns a
+:class:`Comparison`: every difference in status, headers, cookies and body,
+each a :class:`Difference` with the place it was found. Everything is reported
+by default, including the differences between Flask's and FastAPI's habits (422
+against 400, ``{"detail": ...}`` against an error envelope, a trailing
+newline); a route's :class:`Rules` loosen the comparison only where the
+manifest says so::
+
+    [routes."GET /api/orders"]
+    ignore = ["$.items[*].updated_at"]
+    unordered = ["$.items"]
+    tolerance = 0.001
+    datetimes = ["$.created_at"]
+    datetime_tolerance = 1
+    ignore_headers = ["etag"]
+    headers = ["x-total-count"]
+
+What counts as the same:
+
+- **Status**: the same code.
+- **Headers**: those that matter to clients (content-type, location, caching,
+  vary, allow, access-control-*, ...), plus ``headers``, minus
+  ``ignore_headers``; transport headers (date, server, content-length, ...)
+  never. Values are compared as the header's grammar defines them: a
+  content-type's parameters in any order, vary and allow as sets, and so on.
+- **Cookies**: by name and attributes (path, domain, secure, httponly,
+  samesite, max-age, partitioned, whether it expires at all, whether it is a
+  deletion), never by value, which is signed and timestamped. When both sides
+  delete a cookie only path and domain are compared: they decide which cookie
+  goes.
+- **JSON bodies** (when both content types are JSON and both bodies parse) as
+  data: key order and whitespace do not matter, types do, so ``1``, ``1.0``,
+  ``"1"`` and ``true`` all differ. A ``tolerance`` above 0 compares any two
+  numbers by value, so ``1`` and ``1.0`` are then the same; at 0 an int and
+  a float always differ, as a client that formats or type-checks them sees.
+  Lists are compared element by element unless ``unordered``, where they are
+  matched as multisets. Strings at ``datetimes`` are compared as instants.
+- **Other bodies** byte for byte, shown as text when either side is text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from enum import Enum
+from typing import Any
+
+import httpx
+
+from bridge._shadow.jsonpath import (
+    Path,
+    Pattern,
+    format_path,
+    matches,
+    parse_path,
+    parse_pattern,
+    reaches_below,
+)
+from bridge._shadow.jsonpath import generalize as generalize
+from bridge._shadow.jsonpath import is_ignored as is_ignored
+from bridge._shadow.rules import TRANSPORT_HEADERS as TRANSPORT_HEADERS
+from bridge._shadow.rules import Rules as Rules
+
+
+class Missing(Enum):
+    """The type of :data:`MISSING`."""
+
+    MISSING = "missing"
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING = Missing.MISSING
+"""The value of a :class:`Difference` on the side where the thing is absent."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a client saw of one response."""
+
+    status: int
+    # Names lower-cased, in order; a repeated header (set-cookie) is repeated.
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", tuple((n.lower(), v) for n, v in self.headers))
+
+    @classmethod
+    def from_httpx(cls, response: httpx.Response) -> Snapshot:
+        """The snapshot of a response whose body has been read (not a stream left open)."""
+        return cls(response.status_code, tuple(response.headers.multi_items()), response.content)
+
+    def values(self, name: str) -> list[str]:
+        """Every value of the header *name*, in order."""
+        name = name.lower()
+        return [value for key, value in self.headers if key == name]
+
+
+DEFAULT_HEADERS = frozenset(
+    {
+        "content-type",
+        "location",
+        "cache-control",
+        "expires",
+        "etag",
+        "last-modified",
+        "vary",
+        "allow",
+        "retry-after",
+        "content-disposition",
+        "content-language",
+        "content-encoding",
+        "www-authenticate",
+    }
+)
+"""Compared unless ignored, with every ``access-control-*`` header."""
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One thing a client would notice, and where: ``status``, ``header etag``,
+    ``cookie session``, ``body`` or a JSON path such as ``$.items[0].price``.
+
+    ``legacy`` or ``port`` is :data:`MISSING` where the thing is absent on that side.
+    """
+
+    where: str
+    legacy: Any
+    port: Any
+    note: str = ""
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def render(self, legacy_label: str = "legacy", port_label: str = "async") -> str:
+        """One readable line; the labels replace the words legacy and async, notes included."""
+        legacy, port = show_value(self.legacy), show_value(self.port)
+        text = f"{self.where}: {legacy_label} {legacy}, {port_label} {port}"
+        note = _relabel(self.note, legacy_label, port_label)
+        return f"{text} ({note})" if note else text
+
+
+_SHORTEN_AT = 80
+
+
+def show_value(value: Any, *, shorten: bool = True) -> str:
+    """A value as differences print it: JSON, with database values (datetimes,
+    decimals) as ISO strings and numbers, never as Python reprs."""
+    if value is MISSING:
+        text = "absent"
+    elif isinstance(value, bytes):
+        text = repr(value)
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=_plain)
+    if not shorten or len(text) <= _SHORTEN_AT:
+        return text
+    return text[: _SHORTEN_AT - 1] + "…"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+def _relabel(note: str, legacy_label: str, port_label: str) -> str:
+    if (legacy_label, port_label) == ("legacy", "async"):
+        return note
+    labels = {"legacy": legacy_label, "async": port_label}
+    return re.sub(r"\b(legacy|async)\b", lambda m: labels[m[1]], note)
+
+
+def _rank(where: str) -> int:
+    if where == "status":
+        return 0
+    if where.startswith("header "):
+        return 1
+    if where.startswith("cookie "):
+        return 2
+    return 3 if where == "body" or where.startswith("$") else 4
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every difference between two answers."""
+
+    differences: tuple[Difference, ...] = ()
+
+    @property
+    def same(self) -> bool:
+        """Whether a client could not tell the two answers apart."""
+        return not self.differences
+
+    def report(self, legacy_label: str = "legacy", port_label: str = "async") -> str:
+        """One line per difference (status, headers, cookies, body), or ``same``."""
+        if self.same:
+            return "same"
+        ordered = sorted(self.differences, key=lambda d: _rank(d.where))
+        return "\n".join(d.render(legacy_label, port_label) for d in ordered)
+
+
+def compare_responses(legacy: Snapshot, port: Snapshot, rules: Rules = Rules()) -> Comparison:
+    """Every difference a client could notice between *legacy* and *port*."""
+    differences: list[Difference] = []
+    if legacy.status != port.status:
+        differences.append(Difference("status", legacy.status, port.status))
+    differences += _header_differences(legacy, port, rules)
+    if "set-cookie" not in rules.ignore_headers:
+        differences += _cookie_differences(legacy, port)
+    differences += _body_differences(legacy, port, rules)
+    return Comparison(tuple(differences))
+
+
+# Headers
+
+
+def _compared(name: str, rules: Rules) -> bool:
+    if name in TRANSPORT_HEADERS or name == "set-cookie" or name in rules.ignore_headers:
+        return False
+    return name in DEFAULT_HEADERS or name.startswith("access-control-") or name in rules.headers
+
+
+def _header_differences(legacy: Snapshot, port: Snapshot, rules: Rules) -> Iterator[Difference]:
+    names = {name for name, _ in (*legacy.headers, *port.headers) if _compared(name, rules)}
+    for name in sorted(names):
+        # Repeated field lines mean the same as one line joined by commas (RFC 9110 5.3).
+        mine, other = legacy.values(name), port.values(name)
+        ours, theirs = ", ".join(mine), ", ".join(other)
+        where = f"header {name}"
+        if not mine:
+            yield Difference(where, MISSING, theirs, "extra in async")
+        elif not other:
+            yield Difference(where, ours, MISSING, "missing in async")
+        elif _header_value(name, ours) != _header_value(name, theirs):
+            yield Difference(where, ours, theirs)
+
+
+_CASELESS_SETS = frozenset(
+    {"vary", "content-language", "access-control-allow-headers", "access-control-expose-headers"}
+)
+_SETS = frozenset({"allow", "access-control-allow-methods"})
+
+
+def _header_value(name: str, value: str) -> object:
+    """The value as the header's grammar defines it, so that equal means the same."""
+    if name == "content-type":
+        return _media_type(value)
+    if name in _CASELESS_SETS:
+        return frozenset(token.lower() for token in _tokens(value))
+    if name in _SETS:
+        return frozenset(_tokens(value))
+    if name == "cache-control":
+        return frozenset(_parameter(token) for token in _tokens(value))
+    if name == "content-encoding":
+        return tuple(token.lower() for token in _tokens(value))
+    return value.strip()
+
+
+def _tokens(value: str) -> list[str]:
+    return [token.strip() for token in value.split(",") if token.strip()]
+
+
+def _parameter(text: str) -> tuple[str, str]:
+    name, _, value = text.partition("=")
+    return name.strip().lower(), value.strip().strip('"')
+
+
+def _media_type(value: str) -> tuple[str, frozenset[tuple[str, str]]]:
+    kind, *parameters = value.split(";")
+    pairs = {_parameter(p) for p in parameters if p.strip()}
+    # The charset's value is case-insensitive; other parameters' values may not be.
+    pairs = {(k, v.lower() if k == "charset" else v) for k, v in pairs}
+    return kind.strip().lower(), frozenset(pairs)
+
+
+# Cookies
+
+_FLAGS = frozenset({"secure", "httponly", "partitioned"})
+
+
+@dataclass(frozen=True)
+class _Cookie:
+    name: str
+    attributes: Mapping[str, str | bool]
+    deleted: bool
+
+    def describe(self) -> str:
+        value = "(deleted)" if self.deleted else "…"
+        attributes = [k if v is True else f"{k}={v}" for k, v in sorted(self.attributes.items())]
+        return "; ".join([f"{self.name}={value}", *attributes])
+
+
+def _parse_cookie(header: str, now: datetime) -> _Cookie:
+    first, *rest = header.split(";")
+    name, _, value = first.partition("=")
+    attributes: dict[str, str | bool] = {}
+    expires: datetime | None = None
+    for part in rest:
+        key, equals, raw = part.partition("=")
+        key, raw = key.strip().lower(), raw.strip()
+        if not key:
+            continue
+        if key == "expires":
+            expires = _instant(raw)
+            attributes[key] = True  # whether it outlives the browser session, not when
+        elif key in _FLAGS or not equals:
+            attributes[key] = True
+        elif key == "domain":
+            attributes[key] = raw.lower().lstrip(".")
+        elif key == "samesite":
+            attributes[key] = raw.lower()
+        else:
+            attributes[key] = raw
+    if "max-age" in attributes:
+        attributes.pop("expires", None)  # Max-Age wins over Expires (RFC 6265 5.3)
+    return _Cookie(name.strip(), attributes, _is_deletion(value, attributes, expires, now))
+
+
+def _is_deletion(
+    value: str, attributes: Mapping[str, str | bool], expires: datetime | None, now: datetime
+) -> bool:
+    if value.strip() in ("", '""'):
+        return True
+    max_age = attributes.get("max-age")
+    if isinstance(max_age, str) and re.fullmatch(r"-?\d+", max_age):
+        return int(max_age) <= 0
+    return expires is not None and expires <= now
+
+
+def _cookies(snapshot: Snapshot, now: datetime) -> dict[str, list[_Cookie]]:
+    cookies: dict[str, list[_Cookie]] = {}
+    for header in snapshot.values("set-cookie"):
+        cookie = _parse_cookie(header, now)
+        cookies.setdefault(cookie.name, []).append(cookie)
+    return cookies
+
+
+def _cookie_differences(legacy: Snapshot, port: Snapshot) -> Iterator[Difference]:
+    now = datetime.now(UTC)
+    ours, theirs = _cookies(legacy, now), _cookies(port, now)
+    for name in sorted(ours.keys() | theirs.keys()):
+        a, b = ours.get(name, []), theirs.get(name, [])
+        where = f"cookie {name}"
+        for mine, other in zip(a, b, strict=False):
+            yield from _cookie_pair(where, mine, other)
+        for cookie in a[len(b) :]:
+            yield Difference(where, cookie.describe(), MISSING, "missing in async")
+        for cookie in b[len(a) :]:
+            yield Difference(where, MISSING, cookie.describe(), "extra in async")
+
+
+def _cookie_pair(where: str, legacy: _Cookie, port: _Cookie) -> Iterator[Difference]:
+    keys: Iterable[str] = ("domain", "path")  # which cookie a deletion removes
+    if legacy.deleted != port.deleted:
+        side = "legacy" if legacy.deleted else "async"
+        yield Difference(where, legacy.deleted, port.deleted, f"deleted on {side} only")
+    elif not legacy.deleted:
+        keys = sorted(legacy.attributes.keys() | port.attributes.keys())
+    for key in keys:
+        mine, other = legacy.attributes.get(key, MISSING), port.attributes.get(key, MISSING)
+        if mine == other:
+            continue
+        if other is MISSING:
+            note = f"{key} on legacy only"
+        elif mine is MISSING:
+            note = f"{key} on async only"
+        else:
+            note = f"{key} differs"
+        yield Difference(where, mine, other, note)
+
+
+# Bodies
+
+
+class _Invalid(Enum):
+    INVALID = "invalid"
+
+
+_INVALID = _Invalid.INVALID
+
+
+def _content_type(snapshot: Snapshot) -> tuple[str, frozenset[tuple[str, str]]]:
+    values = snapshot.values("content-type")
+    return _media_type(values[0]) if values else ("", frozenset())
+
+
+def _is_json(kind: str) -> bool:
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+def _is_text(content_type: tuple[str, frozenset[tuple[str, str]]]) -> bool:
+    kind, parameters = content_type
+    return (
+        kind.startswith("text/")
+        or _is_json(kind)
+        or kind.endswith(("/xml", "+xml"))
+        or any(key == "charset" for key, _ in parameters)
+    )
+
+
+def _charset(*content_types: tuple[str, frozenset[tuple[str, str]]]) -> str:
+    for _, parameters in content_types:
+        for key, value in parameters:
+            if key == "charset":
+                return value
+    return "utf-8"
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return _INVALID
+
+
+def _body_differences(legacy: Snapshot, port: Snapshot, rules: Rules) -> list[Difference]:
+    ours, theirs = _content_type(legacy), _content_type(port)
+    note = ""
+    if _is_json(ours[0]) and _is_json(theirs[0]):
+        mine, other = _parse_json(legacy.body), _parse_json(port.body)
+        if mine is not _INVALID and other is not _INVALID:
+            return compare_json(mine, other, rules)
+        sides = [side for side, v in (("legacy", mine), ("async", other)) if v is _INVALID]
+        note = f"not JSON in {' and '.join(sides)}; "
+    if legacy.body == port.body:
+        return []
+    at = _first_difference(legacy.body, port.body)
+    sizes = len(legacy.body), len(port.body)
+    note += f"differs at byte {at}" + (
+        f", {sizes[0]} vs {sizes[1]} bytes" if sizes[0] != sizes[1] else ""
+    )
+    if not (_is_text(ours) or _is_text(theirs)):
+        start = max(0, at - 16)
+        return [Difference("body", legacy.body[start : at + 16], port.body[start : at + 16], note)]
+    mine_text = _decode(legacy.body, _charset(ours, theirs))
+    other_text = _decode(port.body, _charset(theirs, ours))
+    char = _first_difference(mine_text, other_text)
+    return [Difference("body", _excerpt(mine_text, char), _excerpt(other_text, char), note)]
+
+
+def _decode(body: bytes, charset: str) -> str:
+    try:
+        return body.decode(charset, errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
+def _first_difference(a: Sequence[Any], b: Sequence[Any]) -> int:
+    """The index of the first element that differs, or the shorter length."""
+    chunk = 4096
+    start = 0
+    # Slices compare in C; only the differing chunk is walked in Python.
+    while start < min(len(a), len(b)) and a[start : start + chunk] == b[start : start + chunk]:
+        start += chunk
+    for index in range(start, min(len(a), len(b))):
+        if a[index] != b[index]:
+            return index
+    return min(len(a), len(b))
+
+
+_EXCERPT = 30
+
+
+def _excerpt(text: str, at: int) -> str:
+    start, end = max(0, at - _EXCERPT), at + _EXCERPT
+    return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+
+
+# JSON
+
+_NUMBERS = frozenset({"int", "float"})
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def compare_json(
+    legacy: Any, port: Any, rules: Rules = Rules(), path: str = "$"
+) -> list[Difference]:
+    """Every difference between two decoded JSON documents, in document order.
+
+    *path* is where the two values are in their documents, for the rules and
+    the report.
+    """
+    differences: list[Difference] = []
+    _JSONComparer(rules).compare(legacy, port, parse_path(path), differences)
+    return differences
+
+
+class _JSONComparer:
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.ignore = [parse_pattern(p) for p in rules.ignore]
+        self.unordered = [parse_pattern(p) for p in rules.unordered]
+        self.datetimes = [parse_pattern(p) for p in rules.datetimes]
+
+    def ignored(self, path: Path) -> bool:
+        return any(matches(pattern, path) for pattern in self.ignore)
+
+    @staticmethod
+    def at(patterns: Iterable[Pattern], path: Path) -> bool:
+        return any(matches(pattern, path, below=False) for pattern in patterns)
+
+    def compare(self, legacy: Any, port: Any, path: Path, out: list[Difference]) -> None:
+        if self.ignored(path):
+            return
+        kinds = _kind(legacy), _kind(port)
+        if kinds == ("string", "string") and self.at(self.datetimes, path):
+            self.instants(legacy, port, path, out)
+        elif kinds == ("object", "object"):
+            self.objects(legacy, port, path, out)
+        elif kinds == ("array", "array"):
+            self.arrays(legacy, port, path, out)
+        elif kinds[0] in _NUMBERS and kinds[1] in _NUMBERS:
+            self.numbers(legacy, port, path, out)
+        elif kinds[0] != kinds[1]:
+            out.append(Difference(format_path(path), legacy, port, " vs ".join(kinds)))
+        elif legacy != port:
+            out.append(Difference(format_path(path), legacy, port))
+
+    def numbers(self, legacy: float, port: float, path: Path, out: list[Difference]) -> None:
+        kinds = _kind(legacy), _kind(port)
+        tolerance = self.rules.tolerance
+        if kinds[0] != kinds[1] and not tolerance:
+            out.append(Difference(format_path(path), legacy, port, " vs ".join(kinds)))
+        elif not _close(legacy, port, tolerance):
+            note = f"{' vs '.join(kinds)}, " if kinds[0] != kinds[1] else ""
+            out.append(
+                Difference(
+                    format_path(path), legacy, port, f"{note}differs by {_gap(legacy, port)}"
+                )
+            )
+
+    def instants(self, legacy: str, port: str, path: Path, out: list[Difference]) -> None:
+        if legacy == port:
+            return
+        mine, other = _instant(legacy), _instant(port)
+        if mine is None or other is None:
+            sides = [side for side, v in (("legacy", mine), ("async", other)) if v is None]
+            out.append(
+                Difference(
+                    format_path(path), legacy, port, f"not a date-time in {' and '.join(sides)}"
+                )
+            )
+            return
+        seconds = abs((mine - other).total_seconds())
+        if seconds > self.rules.datetime_tolerance:
+            out.append(Difference(format_path(path), legacy, port, f"{seconds:g} s apart"))
+
+    def objects(
+        self, legacy: Mapping[str, Any], port: Mapping[str, Any], path: Path, out: list[Difference]
+    ) -> None:
+        for key, value in legacy.items():
+            child = (*path, key)
+            if key in port:
+                self.compare(value, port[key], child, out)
+            elif not self.ignored(child):
+                out.append(Difference(format_path(child), value, MISSING, "missing in async"))
+        for key, value in port.items():
+            child = (*path, key)
+            if key not in legacy and not self.ignored(child):
+                out.append(Difference(format_path(child), MISSING, value, "extra in async"))
+
+    def arrays(
+        self, legacy: Sequence[Any], port: Sequence[Any], path: Path, out: list[Difference]
+    ) -> None:
+        if self.at(self.unordered, path):
+            self.multisets(legacy, port, path, out)
+            return
+        found: list[Difference] = []
+        for index in range(max(len(legacy), len(port))):
+            child = (*path, index)
+            if index >= len(port):
+                if not self.ignored(child):
+                    found.append(
+                        Difference(format_path(child), legacy[index], MISSING, "missing in async")
+                    )
+            elif index >= len(legacy):
+                if not self.ignored(child):
+                    found.append(
+                        Difference(format_path(child), MISSING, port[index], "extra in async")
+                    )
+            else:
+                self.compare(legacy[index], port[index], child, found)
+        if found and len(legacy) == len(port) and self.permutation(legacy, port, path):
+            out.append(Difference(format_path(path), legacy, port, "list order differs"))
+        else:
+            out.extend(found)
+
+    def multisets(
+        self, legacy: Sequence[Any], port: Sequence[Any], path: Path, out: list[Difference]
+    ) -> None:
+        pairs = self.pairs(legacy, port, path)
+        for index, value in enumerate(legacy):
+            child = (*path, index)
+            if index not in pairs and not self.ignored(child):
+                out.append(Difference(format_path(child), value, MISSING, "no match in async"))
+        matched = set(pairs.values())
+        for index, value in enumerate(port):
+            child = (*path, index)
+            if index not in matched and not self.ignored(child):
+                out.append(Difference(format_path(child), MISSING, value, "no match in legacy"))
+
+    def permutation(self, legacy: Sequence[Any], port: Sequence[Any], path: Path) -> bool:
+        """Whether every element of *legacy* pairs with an equal one of *port*."""
+        return len(self.pairs(legacy, port, path, perfect=True)) == len(legacy)
+
+    def pairs(
+        self, legacy: Sequence[Any], port: Sequence[Any], path: Path, *, perfect: bool = False
+    ) -> dict[int, int]:
+        """The most elements of *legacy* paired with equal elements of *port*; with
+        *perfect*, give up as soon as one element has no partner."""
+        free: dict[Any, deque[int]] = {}
+        for index, value in enumerate(port):
+            free.setdefault(_canonical(value), deque()).append(index)
+        pairs: dict[int, int] = {}
+        for index, value in enumerate(legacy):
+            same = free.get(_canonical(value))
+            if same:
+                pairs[index] = same.popleft()
+        # Rules only loosen, so identical elements are equal under any rules; only
+        # rules that reach inside the elements can make different ones equal too.
+        if len(pairs) == min(len(legacy), len(port)) or not self.loosened_below(path):
+            return pairs
+        cache: dict[tuple[int, int], bool] = {}
+
+        def equal(i: int, j: int) -> bool:
+            if (i, j) not in cache:
+                try:
+                    self.compare(legacy[i], port[j], (*path, i), _FirstDifference())
+                    cache[i, j] = True
+                except _Different:
+                    cache[i, j] = False
+            return cache[i, j]
+
+        return _maximum_matching(len(legacy), len(port), equal, pairs, perfect=perfect)
+
+    def loosened_below(self, path: Path) -> bool:
+        patterns = (*self.ignore, *self.unordered, *self.datetimes)
+        return self.rules.tolerance > 0 or any(reaches_below(p, path) for p in patterns)
+
+
+class _Different(Exception):
+    pass
+
+
+class _FirstDifference(list[Difference]):
+    """Stops a comparison at its first difference: pairing elements needs no more."""
+
+    def append(self, difference: Difference, /) -> None:
+        raise _Different
+
+    def extend(self, differences: Iterable[Difference], /) -> None:
+        for _ in differences:
+            raise _Different
+
+
+def _maximum_matching(
+    lefts: int,
+    rights: int,
+    edge: Callable[[int, int], bool],
+    pairs: Mapping[int, int],
+    *,
+    perfect: bool = False,
+) -> dict[int, int]:
+    """A maximum bipartite matching grown from *pairs* by augmenting paths (Kuhn);
+    with *perfect*, cut short when one left vertex cannot be matched.
+
+    With a tolerance "equal" is not transitive, so pairing greedily could leave
+    elements unmatched that a better pairing would match.
+    """
+    left_of = {right: left for left, right in pairs.items()}
+    right_of = dict(pairs)
+    for start in range(lefts):
+        if start in right_of:
+            continue
+        reached_from: dict[int, int] = {}
+        frontier, end = [start], None
+        while frontier and end is None:
+            following: list[int] = []
+            for left in frontier:
+                for right in range(rights):
+                    if right in reached_from or not edge(left, right):
+                        continue
+                    reached_from[right] = left
+                    if right not in left_of:
+                        end = right
+                        break
+                    following.append(left_of[right])
+                if end is not None:
+                    break
+            frontier = following
+        if end is None and perfect:
+            break
+        while end is not None:  # flip the path's pairs, back to the start
+            left = reached_from[end]
+            previous = right_of.get(left)
+            right_of[left], left_of[end] = end, left
+            end = previous
+    return right_of
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable form, equal exactly when the values are equal with no rules."""
+    kind = _kind(value)
+    if kind == "object":
+        items = sorted(value.items(), key=lambda item: repr(item[0]))
+        return kind, tuple((key, _canonical(v)) for key, v in items)
+    if kind == "array":
+        return kind, tuple(_canonical(v) for v in value)
+    if kind == "float":
+        return kind, "nan" if math.isnan(value) else value + 0.0  # -0.0 == 0.0
+    if kind in ("null", "bool", "int", "string"):
+        return kind, value
+    return kind, repr(value)
+
+
+def _close(legacy: float, port: float, tolerance: float) -> bool:
+    if legacy == port or (legacy != legacy and port != port):  # both NaN
+        return True
+    try:
+        return abs(legacy - port) <= tolerance
+    except OverflowError:
+        return False
+
+
+def _gap(legacy: float, port: float) -> str:
+    try:
+        return f"{abs(legacy - port):.3g}"
+    except OverflowError:
+        return "a lot"
+
+
+def _instant(text: str) -> datetime | None:
+    """An aware datetime from ISO 8601 or an HTTP date; naive times are UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

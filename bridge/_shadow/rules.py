@@ -1,0 +1,178 @@
+"""How a route's answers are compared: the ``Rules`` a manifest entry carries.
+
+Read from the manifest (``[routes."GET /x"] = { state = "async", ignore = [...] }``)
+with no comparison engine behind them: :mod:`bridge._shadow.compare` applies them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from bridge._exceptions import ManifestError
+from bridge._shadow.jsonpath import EXAMPLE, JSONPathError, parse_pattern
+
+_PATH_RULES = ("ignore", "unordered", "datetimes")
+_HEADER_RULES = ("ignore_headers", "headers")
+_TOLERANCES = ("tolerance", "datetime_tolerance")
+_LIST_RULES = (*_PATH_RULES, *_HEADER_RULES, "ignore_columns")
+
+# Never compared: they describe the connection, not the answer.
+TRANSPORT_HEADERS = frozenset(
+    {
+        "date",
+        "server",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "x-bridge-side",
+    }
+)
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How one route's answers are compared; every rule only loosens where the user said so.
+
+    Paths are JSON path patterns (see :mod:`bridge._shadow.jsonpath`). ``ignore``
+    also covers everything below the places it matches; ``unordered`` and
+    ``datetimes`` apply to exactly the places they match.
+    """
+
+    ignore: tuple[str, ...] = ()
+    """Places whose values are not compared, present or not: ``$.items[*].updated_at``."""
+    unordered: tuple[str, ...] = ()
+    """Lists compared as multisets."""
+    tolerance: float = 0.0
+    """Absolute tolerance between two numbers; above 0 an int and a float may be equal."""
+    datetimes: tuple[str, ...] = ()
+    """Strings compared as instants: ISO 8601 (naive is UTC) or HTTP dates."""
+    datetime_tolerance: float = 0.0
+    """Seconds allowed between two instants."""
+    ignore_headers: tuple[str, ...] = ()
+    """Headers not compared though they matter by default; ``set-cookie`` skips cookies."""
+    headers: tuple[str, ...] = ()
+    """Headers compared besides the defaults."""
+    ignore_columns: tuple[str, ...] = ()
+    """``table.column`` not compared in database changes (see :mod:`bridge._shadow.changes`)."""
+
+    def __post_init__(self) -> None:
+        for name in _LIST_RULES:
+            values = tuple(getattr(self, name))
+            if name in _HEADER_RULES:
+                values = tuple(value.lower() for value in values)
+            object.__setattr__(self, name, values)
+        for name in _PATH_RULES:
+            for pattern in getattr(self, name):
+                parse_pattern(pattern)
+        for name in _TOLERANCES:
+            if not _is_tolerance(getattr(self, name)):
+                raise ValueError(
+                    f"{name} must be a number of 0 or more, got {getattr(self, name)!r}"
+                )
+
+    def merge(self, other: Rules) -> Rules:
+        """Both rules at once: the union of the lists, the larger tolerances."""
+        lists = {
+            name: tuple(dict.fromkeys((*getattr(self, name), *getattr(other, name))))
+            for name in _LIST_RULES
+        }
+        return Rules(
+            **lists,
+            tolerance=max(self.tolerance, other.tolerance),
+            datetime_tolerance=max(self.datetime_tolerance, other.datetime_tolerance),
+        )
+
+    @classmethod
+    def from_mapping(
+        cls, data: Mapping[str, Any], *, where: str, other_keys: Iterable[str] = ()
+    ) -> Rules:
+        """The rules of a manifest table; *where* names it in errors (``[routes."GET /x"]``).
+
+        *other_keys* are keys of the same table that the caller reads itself,
+        such as ``state``. Raises :class:`~bridge._exceptions.ManifestError`.
+        """
+        allowed = {f.name for f in fields(cls)} | set(other_keys)
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ManifestError(
+                f"unknown key {unknown[0]!r} in {where}: "
+                f"expected one of {', '.join(sorted(allowed))}"
+            )
+        values: dict[str, Any] = {}
+        for key in _PATH_RULES:
+            if key in data:
+                values[key] = _paths(data[key], key, where)
+        for key in _HEADER_RULES:
+            if key in data:
+                values[key] = _header_names(data[key], key, where)
+        if "ignore_columns" in data:
+            values["ignore_columns"] = _columns(data["ignore_columns"], where)
+        for key in _TOLERANCES:
+            if key in data:
+                if not _is_tolerance(data[key]):
+                    raise ManifestError(
+                        f"{where} {key} must be a number of 0 or more, such as 0.5, "
+                        f"got {data[key]!r}"
+                    )
+                values[key] = data[key]
+        return cls(**values)
+
+
+def _is_tolerance(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
+def _strings(value: object, key: str, where: str, example: str) -> list[str]:
+    # A TOML string is iterable too: "$.a" must not become ["$", ".", "a"].
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ManifestError(f"{where} {key} must be a list such as [{example}], got {value!r}")
+    return list(value)
+
+
+def _paths(value: object, key: str, where: str) -> tuple[str, ...]:
+    paths = _strings(value, key, where, EXAMPLE)
+    for path in paths:
+        try:
+            parse_pattern(path)
+        except JSONPathError as exc:
+            raise ManifestError(f"{where} {key}: {exc}") from None
+    return tuple(paths)
+
+
+def _header_names(value: object, key: str, where: str) -> tuple[str, ...]:
+    names = [name.lower() for name in _strings(value, key, where, '"etag"')]
+    for name in names:
+        if not _TOKEN.fullmatch(name):
+            raise ManifestError(
+                f'{where} {key}: {name!r} is not a header name; write names such as "etag"'
+            )
+        if key == "headers" and name in TRANSPORT_HEADERS:
+            raise ManifestError(
+                f"{where} headers: {name!r} describes the connection "
+                "and is never compared; remove it"
+            )
+    return tuple(names)
+
+
+def _columns(value: object, where: str) -> tuple[str, ...]:
+    columns = _strings(value, "ignore_columns", where, '"orders.updated_at"')
+    for column in columns:
+        table, _, name = column.rpartition(".")
+        if not table or not name:
+            raise ManifestError(
+                f'{where} ignore_columns: {column!r} is not "table.column"; '
+                'write names such as "orders.updated_at"'
+            )
+    return tuple(columns)

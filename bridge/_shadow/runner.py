@@ -1,0 +1,423 @@
+"""Shadow runs: each case sent to the legacy route and to its port, and compared.
+
+For every case the runner:
+
+1. sends the request to the legacy side, recording the rows it writes, then
+   puts the database back as it was;
+2. unless told not to, sends it to the legacy side once more (an A/A run):
+   whatever differs between two legacy answers (random tokens, timestamps) is
+   *noise*, and the rules that would silence it are proposed;
+3. sends it to the port side, recording and undoing its writes the same way.
+   In-process, that is the hybrid with every ported route set to async
+   (:func:`ported_side`), so a request the port would never see in production
+   is answered as in production;
+4. compares status, headers, cookies, bodies and row changes under the route's
+   rules from the manifest. A difference that the noise explains is counted as
+   noise, not as a failure.
+
+The database is left exactly as it was (see :class:`bridge._shadow.changes.ChangeRecorder`).
+Nothing else may write to it during a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import anyio.to_thread
+import httpx
+from fastapi import FastAPI
+from flask import Flask
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException as RoutingError
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.routing import Map
+
+from bridge._exceptions import ConfigurationError
+from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionCookie
+from bridge._serving.hybrid import HybridApp
+from bridge._serving.manifest import LoginRule, Manifest, RouteKey, RouteState
+from bridge._serving.routing import AUTOMATIC_METHODS, RouteTable
+from bridge._shadow.cases import Case
+from bridge._shadow.changes import ChangeSet, compare_changes
+from bridge._shadow.compare import (
+    Comparison,
+    Difference,
+    Rules,
+    Snapshot,
+    compare_responses,
+    generalize,
+)
+from bridge._shadow.recorder import ChangeRecorder
+
+BASE_URL = "http://localhost"
+UNMATCHED = "(no Flask rule matches)"
+WRONG_METHOD = "(no Flask rule for the method)"
+
+
+class Outcome(StrEnum):
+    SAME = "same"
+    DIFFERENT = "different"
+    NOISE = "noise"  # every difference is one the legacy side has with itself
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case: Case
+    route: str
+    differences: tuple[Difference, ...]
+    noise: tuple[Difference, ...]
+    proposed: Rules = field(default_factory=Rules)
+    ported: bool = True  # the port side sent it to FastAPI, not to the legacy app
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.differences:
+            return Outcome.DIFFERENT
+        return Outcome.NOISE if self.noise else Outcome.SAME
+
+    def report(self) -> str:
+        """The case and each difference on its own line, as a failure message shows it."""
+        lines = [f"{self.route}: {self.case.label}"]
+        lines += [f"  {difference}" for difference in self.differences]
+        lines += [f"  noise: {difference}" for difference in self.noise]
+        return "\n".join(lines)
+
+
+def route_of(url_map: Map, case: Case) -> str:
+    """The manifest key (``"GET /api/products/<int:product_id>"``) a case's request matches,
+    :data:`WRONG_METHOD` or :data:`UNMATCHED`. ``HEAD`` counts as its rule's ``GET``."""
+    adapter = url_map.bind("localhost")
+    try:
+        rule, _ = adapter.match(httpx.URL(case.path).path, method=case.method, return_rule=True)
+    except MethodNotAllowed:
+        return WRONG_METHOD
+    except RoutingError:
+        return UNMATCHED
+    method = case.method
+    if method == "HEAD" and "GET" in (rule.methods or ()):
+        method = "GET"
+    if method in AUTOMATIC_METHODS and method != "HEAD":
+        return f"(Flask's automatic {method})"
+    return str(RouteKey(method, rule.rule))
+
+
+def app_tables(flask_app: Flask) -> list[str] | None:
+    """The tables of the app's Flask-SQLAlchemy models, or ``None`` when it has none.
+
+    A shadow run records these, not every table of the database: tables of
+    other applications sharing it are none of the run's business.
+    """
+    extension = flask_app.extensions.get("sqlalchemy")
+    metadatas = getattr(extension, "metadatas", None)
+    if not metadatas:
+        return None
+    return sorted(
+        {table.name for metadata in metadatas.values() for table in metadata.tables.values()}
+    )
+
+
+def dispose_flask_engines(flask_app: Flask) -> None:
+    """Close the pooled connections of the app's Flask-SQLAlchemy engines, if any."""
+    extension = flask_app.extensions.get("sqlalchemy")
+    if extension is None:
+        return
+    with flask_app.app_context():
+        for engine in extension.engines.values():
+            engine.dispose()
+
+
+def ported_side(flask_app: Flask, fastapi_app: FastAPI, manifest: Manifest) -> HybridApp:
+    """The hybrid with every ported route set to async: what clients get once flipped.
+
+    A request that the hybrid would not send to FastAPI (an unknown URL, a
+    method or path converter the port does not take) gets the legacy answer on
+    this side too, as it would in production.
+    """
+    # Checks the manifest's keys against the apps, as serving it would.
+    table = RouteTable(flask_app.url_map, fastapi_app.routes, manifest)
+    routes = {route.key: RouteState.ASYNC for route in table.routes if route.ported}
+    options = dataclasses.replace(manifest.options, side_header=False)
+    return HybridApp(flask_app, fastapi_app, Manifest(routes=routes, options=options))
+
+
+class Sender:
+    """Sends requests to one side and returns what the client saw; close it when done."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def __call__(self, request: httpx.Request) -> Snapshot:
+        return Snapshot.from_httpx(await self.client.send(request))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class _WSGISender(Sender):
+    def __init__(self, app: Flask) -> None:
+        self.sync_client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE_URL)
+
+    async def __call__(self, request: httpx.Request) -> Snapshot:
+        # Flask blocks: it runs in a worker thread, as a WSGI server would run it.
+        response = await anyio.to_thread.run_sync(self.sync_client.send, request)
+        return Snapshot.from_httpx(response)
+
+    async def aclose(self) -> None:
+        self.sync_client.close()
+
+
+class _URLSender(Sender):
+    async def __call__(self, request: httpx.Request) -> Snapshot:
+        request.url = self.client.base_url.join(request.url.raw_path.decode("ascii"))
+        request.headers["host"] = request.url.netloc.decode("ascii")
+        return await super().__call__(request)
+
+
+def wsgi_sender(app: Flask) -> Sender:
+    """Send requests to a Flask app in-process."""
+    return _WSGISender(app)
+
+
+def asgi_sender(app: Any) -> Sender:
+    """Send requests to an ASGI app in-process; an error answer is an answer, not a crash."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return Sender(httpx.AsyncClient(transport=transport, base_url=BASE_URL))
+
+
+def url_sender(base_url: str, *, timeout: float = 30.0) -> Sender:
+    """Send requests to a running server."""
+    return _URLSender(httpx.AsyncClient(base_url=base_url, timeout=timeout))
+
+
+class ShadowRunner:
+    """Runs cases against both sides of one Flask app and its port."""
+
+    def __init__(
+        self,
+        *,
+        flask_app: Flask,
+        legacy: Sender,
+        port: Sender,
+        manifest: Manifest,
+        recorder: ChangeRecorder | None = None,
+        aa: bool = True,
+        port_routes: RouteTable | None = None,
+        database: Engine | None = None,
+    ) -> None:
+        """*port_routes* tells which requests reach FastAPI on the port side (the
+        table of :func:`ported_side`); *database* looks up the users of cases
+        and defaults to the recorder's engine."""
+        self.flask_app = flask_app
+        self.legacy = legacy
+        self.port = port
+        self.manifest = manifest
+        self.recorder = recorder
+        self.aa = aa
+        self.port_routes = port_routes
+        self.database = database or (recorder.engine if recorder else None)
+        self.cookie = FlaskSessionCookie(FlaskSessionConfig.from_flask_config(flask_app.config))
+        self.login = manifest.login
+        self._user_ids: dict[str, Any] = {}
+
+    def prepare(self, cases: Iterable[Case]) -> None:
+        """Look up every user the cases name, so a missing one stops the run before it starts."""
+        for case in cases:
+            if case.user is not None:
+                self._user_id(case)
+
+    def route_of(self, case: Case) -> str:
+        """The manifest key of the Flask rule a case's request matches."""
+        return route_of(self.flask_app.url_map, case)
+
+    def rules_for(self, route: str) -> Rules:
+        if route.startswith("("):  # no route of the manifest: UNMATCHED and the like
+            return Rules()
+        return self.manifest.rules.get(RouteKey.parse(route), Rules())
+
+    async def aclose(self) -> None:
+        """Close both senders."""
+        await self.legacy.aclose()
+        await self.port.aclose()
+
+    async def run(self, case: Case) -> CaseResult:
+        route = self.route_of(case)
+        rules = self.rules_for(route)
+        request = self.request(case)
+        legacy, legacy_rows = await self._send(self.legacy, request)
+        noise_rules = Rules()
+        if self.aa:
+            again, again_rows = await self._send(self.legacy, self.request(case))
+            noise_rules = rules_from(self._compare(legacy, again, legacy_rows, again_rows, rules))
+        port, port_rows = await self._send(self.port, self.request(case))
+        everything = self._compare(legacy, port, legacy_rows, port_rows, rules)
+        real = self._compare(legacy, port, legacy_rows, port_rows, rules.merge(noise_rules))
+        noise = tuple(d for d in everything if d not in real)
+        return CaseResult(case, route, tuple(real), noise, noise_rules, self._reaches_port(request))
+
+    def _reaches_port(self, request: httpx.Request) -> bool:
+        if self.port_routes is None:
+            return True
+        scope = {
+            "type": "http",
+            "method": request.method,
+            "path": request.url.path,
+            "root_path": "",
+            "headers": [(b"host", b"localhost")],
+        }
+        return self.port_routes.side_for(scope) is RouteState.ASYNC
+
+    def request(self, case: Case) -> httpx.Request:
+        """The httpx request for a case, with its login as a signed Flask session cookie."""
+        headers = dict(case.headers)
+        cookie = self._cookie(case)
+        if cookie:
+            headers["Cookie"] = cookie
+        if case.has_json:
+            return httpx.Request(case.method, BASE_URL + case.path, headers=headers, json=case.json)
+        content = case.body.encode() if case.body is not None else None
+        return httpx.Request(case.method, BASE_URL + case.path, headers=headers, content=content)
+
+    def _cookie(self, case: Case) -> str | None:
+        if case.cookie is not None:
+            return case.cookie
+        session = case.session
+        if case.user is not None:
+            session = {self._login().session_key: self._user_id(case)}
+        if session is None:
+            return None
+        return f"{self.cookie.config.cookie_name}={self.cookie.dump(session)}"
+
+    def _login(self) -> LoginRule:
+        if self.login is None:
+            raise ConfigurationError(
+                "a case names a user but the manifest has no [shadow] login rule: add login = "
+                '{ session_key = "user_id", query = "SELECT id FROM users WHERE email = :user" }'
+            )
+        return self.login
+
+    def _user_id(self, case: Case) -> Any:
+        assert case.user is not None
+        if case.user in self._user_ids:
+            return self._user_ids[case.user]
+        login = self._login()
+        if self.database is None:
+            raise ConfigurationError(
+                f"{case.label}: users are looked up in the database, and this run has none: "
+                "record rows, or give the runner a database engine"
+            )
+        try:
+            with self.database.connect() as connection:
+                value = connection.execute(text(login.query), {"user": case.user}).scalar()
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise ConfigurationError(
+                f"{case.label}: the [shadow] login query failed ({reason}): "
+                "check the query and DATABASE_URL"
+            ) from None
+        if value is None:
+            raise ConfigurationError(f"{case.label}: no user {case.user!r} in the database")
+        self._user_ids[case.user] = value
+        return value
+
+    async def _send(self, send: Sender, request: httpx.Request) -> tuple[Snapshot, ChangeSet]:
+        if self.recorder is None:
+            return await send(request), {}
+        with self.recorder.capture() as capture:
+            snapshot = await send(request)
+        return snapshot, capture.changes
+
+    @staticmethod
+    def _compare(
+        legacy: Snapshot, port: Snapshot, legacy_rows: ChangeSet, port_rows: ChangeSet, rules: Rules
+    ) -> list[Difference]:
+        responses: Comparison = compare_responses(legacy, port, rules)
+        rows = compare_changes(legacy_rows, port_rows, ignore_columns=rules.ignore_columns)
+        return [*responses.differences, *rows]
+
+
+_ROW_COLUMN = re.compile(r"^rows (?P<table>[^\[\s]+)\[.*\]\.(?P<column>\w+)$")
+_HEADER = re.compile(r"^header (?P<name>\S+)$")
+
+
+def rules_from(differences: Iterable[Difference]) -> Rules:
+    """The rules that would silence these differences: what an A/A run proposes."""
+    ignore: list[str] = []
+    headers: list[str] = []
+    columns: list[str] = []
+    for difference in differences:
+        where = difference.where
+        if where.startswith("$"):
+            ignore.append(generalize(where))
+        elif match := _HEADER.match(where):
+            headers.append(match["name"])
+        elif match := _ROW_COLUMN.match(where):
+            columns.append(f"{match['table']}.{match['column']}")
+    return Rules(
+        ignore=tuple(dict.fromkeys(ignore)),
+        ignore_headers=tuple(dict.fromkeys(headers)),
+        ignore_columns=tuple(dict.fromkeys(columns)),
+    )
+
+
+@dataclass
+class RouteSummary:
+    route: str
+    ported: bool = False  # some case of the route reached FastAPI
+    cases: int = 0
+    counts: dict[Outcome, int] = field(default_factory=lambda: dict.fromkeys(Outcome, 0))
+    first_difference: CaseResult | None = None
+    proposed: Rules = field(default_factory=Rules)
+
+
+def summarize(results: Sequence[CaseResult]) -> list[RouteSummary]:
+    """One summary per route, in the order routes first appear."""
+    summaries: dict[str, RouteSummary] = {}
+    for result in results:
+        summary = summaries.setdefault(result.route, RouteSummary(result.route))
+        summary.cases += 1
+        summary.ported = summary.ported or result.ported
+        summary.counts[result.outcome] += 1
+        summary.proposed = summary.proposed.merge(result.proposed)
+        if result.outcome is Outcome.DIFFERENT and summary.first_difference is None:
+            summary.first_difference = result
+    return list(summaries.values())
+
+
+def proposed_toml(summaries: Iterable[RouteSummary], manifest: Manifest) -> str:
+    """The route entries the A/A runs propose, ready to replace the routes' lines in
+    migration.toml: each keeps the route's state and rules and adds what the noise needs."""
+    lines = []
+    for summary in summaries:
+        if summary.proposed == Rules() or summary.route.startswith("("):
+            continue
+        key = RouteKey.parse(summary.route)
+        rules = manifest.rules.get(key, Rules()).merge(summary.proposed)
+        entries = [
+            f"state = {_toml(manifest.state(key.method, key.rule).value)}",
+            *_rule_entries(rules),
+        ]
+        lines.append(f"{_toml(summary.route)} = {{ {', '.join(entries)} }}")
+    return "\n".join(lines)
+
+
+def _rule_entries(rules: Rules) -> list[str]:
+    defaults = Rules()
+    return [
+        f"{item.name} = {_toml(getattr(rules, item.name))}"
+        for item in dataclasses.fields(rules)
+        if getattr(rules, item.name) != getattr(defaults, item.name)
+    ]
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return repr(value)

@@ -1,0 +1,407 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from flask import Flask, jsonify, request
+from starlette.types import Message
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from bridge._serving.hybrid import HybridApp
+from bridge._serving.manifest import parse_manifest
+from tests.bridge.apps import SentMessages, http_scope
+
+pytestmark = pytest.mark.anyio
+
+PORTED = """
+[bridge]
+max_body_size = 64
+
+[routes]
+"GET /greeting" = "async"
+"POST /upload" = "async"
+"""
+
+
+class Apps:
+    """A Flask app and its FastAPI port, counting the legacy views that ran."""
+
+    def __init__(self) -> None:
+        self.views_run = 0
+        self.flask = self._flask()
+        self.fastapi = self._fastapi()
+
+    def _flask(self) -> Flask:
+        app = Flask(__name__)
+
+        @app.before_request
+        def count() -> None:
+            self.views_run += 1
+
+        @app.get("/greeting")
+        def greeting() -> dict[str, Any]:
+            return {"side": "legacy"}
+
+        @app.post("/upload")
+        def upload() -> dict[str, Any]:
+            return {"side": "legacy", "size": len(request.get_data())}
+
+        @app.post("/legacy-upload")
+        def legacy_upload() -> dict[str, Any]:
+            body = request.get_data()
+            return {"side": "legacy", "size": len(body), "tail": body[-5:].decode()}
+
+        @app.get("/headers")
+        def headers() -> dict[str, Any]:
+            return {"side": "legacy", "user": request.headers.get("X-Auth-User")}
+
+        @app.errorhandler(RequestEntityTooLarge)
+        def too_large(error: RequestEntityTooLarge) -> Any:
+            return jsonify(error="too large", description=error.description), 413
+
+        return app
+
+    def _fastapi(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/greeting")
+        def greeting() -> dict[str, Any]:
+            return {"side": "async"}
+
+        @app.post("/upload")
+        async def upload(request: Request) -> dict[str, Any]:
+            body = await request.body()
+            return {"side": "async", "size": len(body), "tail": body[-5:].decode()}
+
+        @app.get("/async-headers")
+        def headers(request: Request) -> dict[str, Any]:
+            return {"side": "async", "user": request.headers.get("x-auth-user")}
+
+        return app
+
+
+def client(hybrid: HybridApp) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=hybrid), base_url="http://testserver"
+    )
+
+
+def hybrid_app(apps: Apps, manifest: str = PORTED) -> HybridApp:
+    return HybridApp(apps.flask, apps.fastapi, parse_manifest(manifest))
+
+
+async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_each_request_goes_to_the_side_the_manifest_names() -> None:
+    apps = Apps()
+    async with client(hybrid_app(apps)) as http:
+        ported = await http.get("/greeting")
+        legacy = await http.post("/legacy-upload", content=b"x")
+
+    assert ported.json() == {"side": "async"}
+    assert ported.headers["x-bridge-side"] == "async"
+    assert legacy.json()["side"] == "legacy"
+    assert legacy.headers["x-bridge-side"] == "legacy"
+
+
+async def test_changing_the_manifest_flips_the_answering_side() -> None:
+    apps = Apps()
+    rolled_back = '[routes]\n"GET /greeting" = "legacy"\n'
+
+    async with client(hybrid_app(apps)) as http:
+        before = await http.get("/greeting")
+    async with client(hybrid_app(apps, rolled_back)) as http:
+        after = await http.get("/greeting")
+
+    assert before.json() == {"side": "async"}
+    assert after.json() == {"side": "legacy"}
+    assert after.headers["x-bridge-side"] == "legacy"
+
+
+async def test_unknown_urls_get_the_legacy_404() -> None:
+    async with client(hybrid_app(Apps())) as http:
+        response = await http.get("/nowhere")
+
+    assert response.status_code == 404
+    assert response.headers["x-bridge-side"] == "legacy"
+    assert response.headers["content-type"].startswith("text/html")  # Flask's, not FastAPI's
+
+
+async def test_side_header_can_be_turned_off() -> None:
+    manifest = '[bridge]\nside_header = false\n[routes]\n"GET /greeting" = "async"\n'
+    async with client(hybrid_app(Apps(), manifest)) as http:
+        ported = await http.get("/greeting")
+        legacy = await http.get("/headers")
+
+    assert ported.json() == {"side": "async"}
+    assert "x-bridge-side" not in ported.headers
+    assert "x-bridge-side" not in legacy.headers
+
+
+@pytest.mark.parametrize(("path", "side"), [("/headers", "legacy"), ("/async-headers", "async")])
+async def test_underscore_headers_are_dropped_and_dashed_ones_pass(path: str, side: str) -> None:
+    async with client(hybrid_app(Apps())) as http:
+        spoofed = await http.get(path, headers={"X-Auth_User": "mallory"})
+        both = await http.get(path, headers=[("X-Auth_User", "mallory"), ("X-Auth-User", "alice")])
+        dashed = await http.get(path, headers={"X-Auth-User": "alice"})
+
+    assert spoofed.json() == {"side": side, "user": None}
+    assert both.json() == {"side": side, "user": "alice"}
+    assert dashed.json() == {"side": side, "user": "alice"}
+
+
+async def test_chunked_body_reaches_flask_intact() -> None:
+    parts = (b"a" * 20, b"b" * 20, b"tail!")
+    async with client(hybrid_app(Apps())) as http:
+        response = await http.post("/legacy-upload", content=chunks(*parts))
+
+    assert response.json() == {"side": "legacy", "size": 45, "tail": "tail!"}
+
+
+async def test_chunked_body_reaches_fastapi_intact() -> None:
+    parts = (b"a" * 20, b"b" * 20, b"tail!")
+    async with client(hybrid_app(Apps())) as http:
+        response = await http.post("/upload", content=chunks(*parts))
+
+    assert response.json() == {"side": "async", "size": 45, "tail": "tail!"}
+
+
+async def test_body_of_exactly_the_limit_is_accepted() -> None:
+    async with client(hybrid_app(Apps())) as http:
+        declared = await http.post("/legacy-upload", content=b"x" * 64)
+        chunked = await http.post("/legacy-upload", content=chunks(b"x" * 32, b"x" * 32))
+
+    assert declared.json()["size"] == chunked.json()["size"] == 64
+
+
+@pytest.mark.parametrize("path", ["/legacy-upload", "/upload"])
+@pytest.mark.parametrize("how", ["content-length", "chunked"])
+async def test_body_over_the_limit_is_413_from_the_flask_error_handler(path: str, how: str) -> None:
+    apps = Apps()
+    body = b"x" * 65
+    content: Any = body if how == "content-length" else chunks(body[:40], body[40:])
+    async with client(hybrid_app(apps)) as http:
+        response = await http.post(path, content=content)
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "too large",
+        "description": "The request body is larger than the limit of 64 bytes.",
+    }
+    assert response.headers["x-bridge-side"] == "legacy"
+    assert response.headers["connection"] == "close"
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert apps.views_run == 0
+
+
+async def test_declared_length_over_the_limit_is_refused_before_reading_the_body() -> None:
+    apps = Apps()
+    hybrid = hybrid_app(apps)
+    scope = http_scope("POST", "/legacy-upload", headers=[(b"content-length", b"1000000")])
+    reads = 0
+
+    async def receive() -> Message:
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    sent = SentMessages()
+    with anyio.fail_after(5):
+        await hybrid(scope, receive, sent)
+
+    assert sent.status == 413
+    assert reads == 0
+    assert apps.views_run == 0
+
+
+async def test_client_gone_mid_body_never_reaches_the_view() -> None:
+    apps = Apps()
+    hybrid = hybrid_app(apps)
+    scope = http_scope("POST", "/legacy-upload", headers=[(b"transfer-encoding", b"chunked")])
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"half of an ord", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    with anyio.fail_after(5):
+        await hybrid(scope, receive, SentMessages())
+
+    assert apps.views_run == 0, "the view ran on a truncated body"
+
+
+async def test_lifespan_is_forwarded_to_the_fastapi_app() -> None:
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    apps = Apps()
+    apps.fastapi.router.lifespan_context = lifespan
+    hybrid = hybrid_app(apps)
+    pool = hybrid.legacy.executor
+    incoming: list[Message] = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent = SentMessages()
+
+    async def receive() -> Message:
+        return incoming.pop(0)
+
+    with anyio.fail_after(5):
+        await hybrid({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, sent)
+
+    assert events == ["startup", "shutdown"]
+    assert [m["type"] for m in sent.messages] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    with pytest.raises(RuntimeError):  # the legacy threads are stopped with the app
+        pool.submit(int)
+    assert hybrid.legacy._executor is None  # and start again if the app starts again
+
+
+async def test_wsgi_threads_option_sizes_the_legacy_pool() -> None:
+    hybrid = hybrid_app(Apps(), "[bridge]\nwsgi_threads = 3\n")
+
+    assert hybrid.legacy.executor._max_workers == 3
+    hybrid.legacy.shutdown()
+
+
+# The route decision binds the URL map as the Flask app does: each case below
+# is answered by Flask exactly when Flask alone finds the rule.
+
+SUBDOMAIN_RULE = '[routes]\n"GET /y" = "legacy"\n'
+HOST_RULE = '[routes]\n"GET /x" = "legacy"\n'
+
+
+def fastapi_serving(*paths: str) -> FastAPI:
+    app = FastAPI()
+    for path in paths:
+        app.add_api_route(path, lambda: {"side": "async"})
+    return app
+
+
+def subdomain_app(server_name: str | None) -> Flask:
+    app = Flask(__name__, static_folder=None, subdomain_matching=True)
+    app.config["SERVER_NAME"] = server_name
+    app.add_url_rule("/y", "y", lambda: {"side": "legacy"}, subdomain="api")
+    return app
+
+
+def host_app() -> Flask:
+    app = Flask(__name__, static_folder=None, host_matching=True)
+    app.add_url_rule("/x", "x", lambda: {"side": "legacy"}, host="example.com")
+    return app
+
+
+def flask_alone_status(app: Flask, path: str, host: str) -> int:
+    return app.test_client().get(path, headers={"Host": host}).status_code
+
+
+async def get_with_host(hybrid: HybridApp, path: str, host: str) -> httpx.Response:
+    async with client(hybrid) as http:
+        return await http.get(path, headers={"Host": host})
+
+
+@pytest.mark.parametrize("host", ["api.example.com", "api.example.com:80", "API.example.com"])
+async def test_legacy_rule_on_a_subdomain_of_server_name_is_answered_by_flask(host: str) -> None:
+    flask_app = subdomain_app("example.com")
+    hybrid = HybridApp(flask_app, fastapi_serving("/y"), parse_manifest(SUBDOMAIN_RULE))
+
+    response = await get_with_host(hybrid, "/y", host)
+
+    assert flask_alone_status(flask_app, "/y", host) == 200
+    assert response.json() == {"side": "legacy"}
+    assert response.headers["x-bridge-side"] == "legacy"
+
+
+async def test_path_of_a_subdomain_rule_on_another_subdomain_goes_to_fastapi() -> None:
+    flask_app = subdomain_app("example.com")
+    hybrid = HybridApp(flask_app, fastapi_serving("/y"), parse_manifest(SUBDOMAIN_RULE))
+
+    response = await get_with_host(hybrid, "/y", "example.com")
+
+    assert flask_alone_status(flask_app, "/y", "example.com") == 404  # no rule for it
+    assert response.json() == {"side": "async"}
+
+
+@pytest.mark.parametrize("fastapi_paths", [("/y",), ()])
+async def test_subdomain_rule_without_server_name_is_routed_as_flask_routes_it(
+    fastapi_paths: tuple[str, ...],
+) -> None:
+    # Without SERVER_NAME, Flask cannot tell a subdomain and never reaches the
+    # rule: the request matches no Flask rule, so FastAPI answers it if it can,
+    # and Flask's 404 stands otherwise.
+    flask_app = subdomain_app(None)
+    hybrid = HybridApp(flask_app, fastapi_serving(*fastapi_paths), parse_manifest(SUBDOMAIN_RULE))
+
+    response = await get_with_host(hybrid, "/y", "api.example.com")
+
+    assert flask_alone_status(flask_app, "/y", "api.example.com") == 404
+    if fastapi_paths:
+        assert response.json() == {"side": "async"}
+    else:
+        assert response.status_code == 404
+        assert response.headers["x-bridge-side"] == "legacy"
+
+
+@pytest.mark.parametrize(
+    ("host", "side"),
+    [
+        ("example.com", "legacy"),
+        ("example.com:80", "legacy"),  # Werkzeug drops the default port
+        ("example.com:8080", "async"),  # no Flask rule for this host
+        ("other.example", "async"),
+    ],
+)
+async def test_host_matching_rule_is_matched_with_and_without_a_port(host: str, side: str) -> None:
+    flask_app = host_app()
+    hybrid = HybridApp(flask_app, fastapi_serving("/x"), parse_manifest(HOST_RULE))
+
+    response = await get_with_host(hybrid, "/x", host)
+
+    assert flask_alone_status(flask_app, "/x", host) == (200 if side == "legacy" else 404)
+    assert response.json() == {"side": side}
+    assert response.headers["x-bridge-side"] == side
+
+
+@pytest.mark.parametrize("path", ["/greeting", "/async-headers"])
+async def test_host_flask_does_not_trust_gets_the_legacy_400(path: str) -> None:
+    apps = Apps()
+    apps.flask.config["TRUSTED_HOSTS"] = ["example.com"]
+    hybrid = hybrid_app(apps)
+
+    refused = await get_with_host(hybrid, path, "evil.example.org")
+    trusted = await get_with_host(hybrid, path, "example.com")
+
+    assert refused.status_code == 400
+    assert refused.headers["x-bridge-side"] == "legacy"
+    assert trusted.headers["x-bridge-side"] == "async"
+
+
+@pytest.mark.parametrize("base_url", ["http://testserver", "http://localhost:8000"])
+async def test_ordinary_rules_route_the_same_on_any_host(base_url: str) -> None:
+    transport = httpx.ASGITransport(app=hybrid_app(Apps()))
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+        ported = await http.get("/greeting")
+        legacy = await http.get("/headers")
+        new = await http.get("/async-headers")
+        rolled_back = await http.post("/greeting")
+
+    assert ported.headers["x-bridge-side"] == "async"
+    assert legacy.headers["x-bridge-side"] == "legacy"
+    assert new.headers["x-bridge-side"] == "async"
+    assert rolled_back.status_code == 405
+    assert rolled_back.headers["x-bridge-side"] == "legacy"

@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge._exceptions import ConfigurationError, ManifestError
+from bridge._serving.manifest import (
+    BridgeOptions,
+    LoginRule,
+    RouteKey,
+    RouteState,
+    load_manifest,
+    parse_manifest,
+)
+
+VALID = """
+[apps]
+flask = "legacy:create_app"
+fastapi = "ported:app"
+
+[bridge]
+side_header = false
+wsgi_threads = 8
+max_body_size = 1024
+
+[routes]
+"GET /api/products" = "async"
+"get /api/products/<int:product_id>" = "legacy"
+"POST /api/orders" = { state = "async" }
+"DELETE /api/orders/<int:order_id>" = {}
+"""
+
+
+def test_valid_manifest_is_parsed() -> None:
+    manifest = parse_manifest(VALID, path="migration.toml")
+
+    assert manifest.flask_app == "legacy:create_app"
+    assert manifest.fastapi_app == "ported:app"
+    assert manifest.options == BridgeOptions(side_header=False, wsgi_threads=8, max_body_size=1024)
+    assert manifest.routes == {
+        RouteKey("GET", "/api/products"): RouteState.ASYNC,
+        RouteKey("GET", "/api/products/<int:product_id>"): RouteState.LEGACY,
+        RouteKey("POST", "/api/orders"): RouteState.ASYNC,
+        RouteKey("DELETE", "/api/orders/<int:order_id>"): RouteState.LEGACY,
+    }
+    assert manifest.path == "migration.toml"
+
+
+def test_table_form_state_equals_string_form() -> None:
+    table = parse_manifest('[routes]\n"POST /x" = { state = "async" }\n')
+    string = parse_manifest('[routes]\n"POST /x" = "async"\n')
+
+    assert table.routes == string.routes == {RouteKey("POST", "/x"): RouteState.ASYNC}
+
+
+def test_unlisted_routes_are_legacy() -> None:
+    manifest = parse_manifest('[routes]\n"GET /x" = "async"\n')
+
+    assert manifest.state("GET", "/x") is RouteState.ASYNC
+    assert manifest.state("POST", "/x") is RouteState.LEGACY
+    assert manifest.state("GET", "/y") is RouteState.LEGACY
+
+
+def test_empty_manifest_has_the_documented_defaults() -> None:
+    manifest = parse_manifest("")
+
+    assert manifest.flask_app is None
+    assert manifest.fastapi_app is None
+    assert manifest.routes == {}
+    assert manifest.options.side_header is True
+    assert manifest.options.wsgi_threads == 40
+    assert manifest.options.max_body_size == 16 * 1024 * 1024
+
+
+def test_partial_bridge_table_keeps_the_other_defaults() -> None:
+    options = parse_manifest("[bridge]\nwsgi_threads = 3\n").options
+
+    assert options == BridgeOptions(wsgi_threads=3)
+
+
+def test_load_manifest_reads_the_file_and_keeps_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "migration.toml"
+    path.write_text(VALID, encoding="utf-8")
+
+    manifest = load_manifest(path)
+
+    assert manifest.path == str(path)
+    assert manifest.state("POST", "/api/orders") is RouteState.ASYNC
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        pytest.param("[routes\n", "not valid TOML", id="bad-toml"),
+        pytest.param("[app]\nflask = 'x:y'\n", "unknown key 'app' in the top level", id="top-key"),
+        pytest.param("[apps]\nflsk = 'x:y'\n", "unknown key 'flsk' in [apps]", id="apps-key"),
+        pytest.param(
+            "[bridge]\nthreads = 4\n", "unknown key 'threads' in [bridge]", id="bridge-key"
+        ),
+        pytest.param(
+            '[routes]\n"GET /x" = { state = "async", when = 1 }\n',
+            "unknown key 'when'",
+            id="route-table-key",
+        ),
+        pytest.param('[routes]\n"GET /x" = "ported"\n', "state 'ported'", id="unknown-state"),
+        pytest.param('[routes]\n"GET /x" = 1\n', "state 1", id="non-string-state"),
+        pytest.param('[routes]\n"GET /x" = { state = "done" }\n', "state 'done'", id="table-state"),
+        pytest.param('[routes]\n"FETCH /x" = "async"\n', "'FETCH /x'", id="bad-method"),
+        pytest.param('[routes]\n"GET x" = "async"\n', "'GET x'", id="rule-without-slash"),
+        pytest.param('[routes]\n"GET" = "async"\n', "'GET'", id="no-rule"),
+        pytest.param(
+            '[routes]\n"GET /x" = "async"\n"get  /x" = "legacy"\n',
+            "route GET /x is listed twice",
+            id="duplicate",
+        ),
+        pytest.param("routes = 1\n", "[routes] must be a table", id="routes-not-table"),
+        pytest.param("[apps]\nflask = 1\n", "[apps] flask must be an import string", id="app-int"),
+        pytest.param("[apps]\nfastapi = ' '\n", "[apps] fastapi must be", id="app-blank"),
+        pytest.param(
+            "[bridge]\nside_header = 'yes'\n", "side_header must be true or false", id="sh"
+        ),
+        pytest.param("[bridge]\nwsgi_threads = true\n", "wsgi_threads must be", id="bool-for-int"),
+        pytest.param("[bridge]\nwsgi_threads = 0\n", "wsgi_threads must be", id="zero"),
+        pytest.param("[bridge]\nmax_body_size = 1.5\n", "max_body_size must be", id="float"),
+        pytest.param("[bridge]\nmax_body_size = '1M'\n", "max_body_size must be", id="string"),
+        pytest.param(
+            '[routes]\n"GET /x" = { state = "async", ignore = ["items[0"] }\n',
+            "items[0",
+            id="bad-json-path",
+        ),
+        pytest.param(
+            '[routes]\n"GET /x" = { state = "async", tolerance = "small" }\n',
+            "tolerance",
+            id="bad-tolerance",
+        ),
+        pytest.param("[shadow]\nlogn = 1\n", "unknown key 'logn' in [shadow]", id="shadow-key"),
+        pytest.param(
+            '[shadow]\nlogin = { session_key = "user_id" }\n',
+            "[shadow] login must be",
+            id="login-without-query",
+        ),
+        pytest.param('[shadow]\nlogin = "user_id"\n', "[shadow] login must be", id="login-string"),
+    ],
+)
+def test_every_error_is_one_line_naming_the_problem(text: str, problem: str) -> None:
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(text, path="m.toml")
+
+    message = str(caught.value)
+    assert problem in message
+    assert message.startswith("m.toml: ")
+    assert "\n" not in message
+    assert caught.value.path == "m.toml"
+
+
+def test_manifest_errors_are_configuration_errors() -> None:
+    with pytest.raises(ConfigurationError):
+        parse_manifest("[bridge]\nwsgi_threads = -1\n")
+
+
+def test_missing_file_is_a_manifest_error_naming_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.toml"
+
+    with pytest.raises(ManifestError, match="no such file") as caught:
+        load_manifest(path)
+
+    assert str(caught.value).startswith(f"{path}: ")
+    assert "\n" not in str(caught.value)
+
+
+def test_unreadable_file_is_a_manifest_error(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="cannot read the file"):
+        load_manifest(tmp_path)  # a directory
+
+
+def test_route_key_is_normalised() -> None:
+    assert RouteKey.parse("  patch   /x/<id>  ") == RouteKey("PATCH", "/x/<id>")
+    assert str(RouteKey("GET", "/x")) == "GET /x"
+
+
+def test_a_route_table_carries_its_comparison_rules() -> None:
+    manifest = parse_manifest(
+        """
+        [routes]
+        "POST /api/orders" = { state = "async", datetimes = ["$.created_at"], tolerance = 0.5 }
+        "GET /api/products" = "async"
+
+        [routes."GET /api/categories"]
+        state = "legacy"
+        unordered = ["$.items"]
+        ignore_headers = ["etag"]
+        """
+    )
+    orders = manifest.rules[RouteKey("POST", "/api/orders")]
+    assert (orders.datetimes, orders.tolerance) == (("$.created_at",), 0.5)
+    assert manifest.state("POST", "/api/orders") is RouteState.ASYNC
+    categories = manifest.rules[RouteKey("GET", "/api/categories")]
+    assert (categories.unordered, categories.ignore_headers) == (("$.items",), ("etag",))
+    assert manifest.state("GET", "/api/categories") is RouteState.LEGACY
+    assert RouteKey("GET", "/api/products") not in manifest.rules
+
+
+def test_the_shadow_login_rule_is_parsed() -> None:
+    manifest = parse_manifest(
+        '[shadow]\nlogin = { session_key = "uid", query = "SELECT id FROM u WHERE e = :user" }\n'
+    )
+    assert manifest.login == LoginRule(session_key="uid", query="SELECT id FROM u WHERE e = :user")
+    assert parse_manifest("").login is None

@@ -1,0 +1,293 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+from flask import Flask, Response, request, stream_with_context
+from starlette.types import Message
+
+from bridge._serving.wsgi import LegacyWSGI
+from tests.bridge.apps import SentMessages, http_scope, receive_body
+
+pytestmark = pytest.mark.anyio
+
+StartResponse = Callable[..., Any]
+TIMEOUT = 5
+
+
+class Chunks:
+    """A WSGI response body that records whether the server closed it."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.sent = 0
+        self.closed = threading.Event()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for number in range(self.count):
+            self.sent += 1
+            yield b"chunk %d\n" % number
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def streaming_app(body: Chunks) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/stream":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return body
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"served"]
+
+    return app
+
+
+async def test_streaming_response_arrives_in_chunks_while_the_app_still_runs() -> None:
+    first_sent = threading.Event()
+    flask_app = Flask(__name__)
+
+    @flask_app.get("/stream")
+    def stream() -> Response:
+        def generate() -> Iterator[bytes]:
+            yield b"first"
+            # Only reached promptly if "first" left before the body was complete.
+            yield b"second" if first_sent.wait(TIMEOUT) else b"buffered"
+
+        return Response(generate(), mimetype="text/plain")
+
+    received = SentMessages()
+
+    async def send(message: Message) -> None:
+        await received(message)
+        if message.get("body") == b"first":
+            first_sent.set()
+
+    legacy = LegacyWSGI(flask_app, threads=2)
+    with anyio.fail_after(TIMEOUT * 2):
+        await legacy(http_scope("GET", "/stream"), receive_body([]), send)
+
+    assert received.status == 200
+    assert [chunk for chunk in received.body_chunks if chunk] == [b"first", b"second"]
+    assert received.messages[-1] == {"type": "http.response.body", "body": b""}
+    legacy.shutdown()
+
+
+async def test_chunked_request_body_without_content_length_reaches_flask() -> None:
+    flask_app = Flask(__name__)
+
+    @flask_app.post("/echo")
+    def echo() -> bytes:
+        return request.get_data()
+
+    chunks = [b"alpha-", b"", b"beta-" * 1000, b"gamma"]
+    scope = http_scope("POST", "/echo", headers=[(b"transfer-encoding", b"chunked")])
+    sent = SentMessages()
+    legacy = LegacyWSGI(flask_app, threads=1)
+
+    with anyio.fail_after(TIMEOUT):
+        await legacy(scope, receive_body(chunks), sent)
+
+    assert sent.status == 200
+    assert sent.body == b"".join(chunks)
+    legacy.shutdown()
+
+
+async def test_form_body_without_content_length_reaches_flask() -> None:
+    flask_app = Flask(__name__)
+
+    @flask_app.post("/form")
+    def form() -> dict[str, Any]:
+        return dict(request.form)
+
+    scope = http_scope(
+        "POST", "/form", headers=[(b"content-type", b"application/x-www-form-urlencoded")]
+    )
+    sent = SentMessages()
+    legacy = LegacyWSGI(flask_app, threads=1)
+
+    with anyio.fail_after(TIMEOUT):
+        await legacy(scope, receive_body([b"a=1&", b"b=two"]), sent)
+
+    assert sent.body == b'{"a":"1","b":"two"}\n'
+    legacy.shutdown()
+
+
+async def test_send_failing_mid_stream_closes_the_body_and_frees_the_thread() -> None:
+    body = Chunks(count=200)  # far more than the send queue holds
+    legacy = LegacyWSGI(streaming_app(body), threads=1)
+
+    class ClientGone(OSError):
+        pass
+
+    bodies = 0
+
+    async def failing_send(message: Message) -> None:
+        nonlocal bodies
+        if message["type"] == "http.response.body":
+            bodies += 1
+            if bodies == 2:
+                raise ClientGone("the client went away")
+
+    with anyio.fail_after(TIMEOUT):
+        with pytest.raises(ClientGone):
+            await legacy(http_scope("GET", "/stream"), receive_body([]), failing_send)
+        assert body.closed.wait(TIMEOUT)
+        assert body.sent < body.count  # the app stopped producing
+
+        # The only worker thread is free again.
+        sent = SentMessages()
+        await legacy(http_scope("GET", "/next"), receive_body([]), sent)
+
+    assert sent.body == b"served"
+    legacy.shutdown()
+
+
+async def test_send_failing_on_response_start_frees_the_thread() -> None:
+    body = Chunks(count=50)
+    legacy = LegacyWSGI(streaming_app(body), threads=1)
+
+    async def failing_send(message: Message) -> None:
+        raise ConnectionResetError
+
+    with anyio.fail_after(TIMEOUT):
+        with pytest.raises(ConnectionResetError):
+            await legacy(http_scope("GET", "/stream"), receive_body([]), failing_send)
+        sent = SentMessages()
+        await legacy(http_scope("GET", "/next"), receive_body([]), sent)
+
+    assert body.closed.is_set()
+    assert sent.body == b"served"
+    legacy.shutdown()
+
+
+async def test_flask_teardown_runs_when_the_client_goes_away() -> None:
+    torn_down = threading.Event()
+    flask_app = Flask(__name__)
+
+    @flask_app.teardown_request
+    def teardown(_error: BaseException | None) -> None:
+        torn_down.set()
+
+    @flask_app.get("/stream")
+    def stream() -> Response:
+        return Response(stream_with_context(b"x" * 10 for _ in range(100)))
+
+    async def failing_send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            raise BrokenPipeError
+
+    legacy = LegacyWSGI(flask_app, threads=1)
+    with anyio.fail_after(TIMEOUT), pytest.raises(BrokenPipeError):
+        await legacy(http_scope("GET", "/stream"), receive_body([]), failing_send)
+
+    assert torn_down.wait(TIMEOUT)
+    legacy.shutdown()
+
+
+async def test_exception_in_the_wsgi_app_propagates() -> None:
+    def broken(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        raise LookupError("the legacy app broke")
+
+    legacy = LegacyWSGI(broken, threads=1)
+    with anyio.fail_after(TIMEOUT), pytest.raises(LookupError, match="the legacy app broke"):
+        await legacy(http_scope(), receive_body([]), SentMessages())
+    legacy.shutdown()
+
+
+async def test_exception_while_iterating_the_body_propagates_and_closes_it() -> None:
+    closed = threading.Event()
+
+    class Failing:
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"partial"
+            raise ValueError("broken stream")
+
+        def close(self) -> None:
+            closed.set()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return Failing()
+
+    legacy = LegacyWSGI(app, threads=1)
+    sent = SentMessages()
+    with anyio.fail_after(TIMEOUT), pytest.raises(ValueError, match="broken stream"):
+        await legacy(http_scope(), receive_body([]), sent)
+
+    assert closed.is_set()
+    assert sent.status == 200
+    legacy.shutdown()
+
+
+async def test_threads_option_sizes_the_pool_and_a_restart_gets_a_new_one() -> None:
+    legacy = LegacyWSGI(streaming_app(Chunks(1)), threads=3)
+    pool = legacy.executor
+    assert pool._max_workers == 3
+
+    legacy.shutdown()
+    with pytest.raises(RuntimeError):
+        pool.submit(int)  # the old threads are gone
+
+    sent = SentMessages()  # an app started again (a test client opened twice) still serves
+    with anyio.fail_after(TIMEOUT):
+        await legacy(http_scope("GET", "/"), receive_body([]), sent)
+    assert sent.body == b"served"
+    legacy.shutdown()
+
+
+async def test_a_client_that_leaves_a_stream_frees_the_thread_though_send_never_fails() -> None:
+    # uvicorn's send() returns quietly after a disconnect; only receive() tells.
+    body = Chunks(count=100_000)
+    legacy = LegacyWSGI(streaming_app(body), threads=1)
+    first_body = anyio.Event()
+    messages: list[Message] = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        await first_body.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            first_body.set()
+
+    with anyio.fail_after(TIMEOUT):
+        await legacy(http_scope("GET", "/stream"), receive, send)
+        assert body.closed.wait(TIMEOUT)
+        assert body.sent < body.count  # the app stopped producing
+
+        sent = SentMessages()  # the only worker thread is free again
+        await legacy(http_scope("GET", "/next"), receive_body([]), sent)
+
+    assert sent.body == b"served"
+    legacy.shutdown()
+
+
+async def test_a_client_gone_before_its_body_is_complete_takes_no_thread() -> None:
+    called = threading.Event()
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        called.set()
+        start_response("200 OK", [])
+        return [b""]
+
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"half", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    sent = SentMessages()
+    legacy = LegacyWSGI(app, threads=1)
+    with anyio.fail_after(TIMEOUT):
+        await legacy(http_scope("POST", "/"), receive, sent)
+    assert not called.is_set()
+    assert sent.messages == []
+    legacy.shutdown()

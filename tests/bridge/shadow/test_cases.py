@@ -1,0 +1,92 @@
+"""Shadow cases files: what a line may hold, and the errors that name the line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bridge._exceptions import CaseFileError
+from bridge._shadow.cases import Case, load_cases
+
+
+def write(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / "cases.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_case_keeps_every_field(tmp_path: Path) -> None:
+    line = {
+        "name": "places an order",
+        "method": "post",
+        "path": "/api/orders?x=1",
+        "headers": {"X-Trace": "1"},
+        "json": {"items": [{"product_id": 1, "quantity": 2}]},
+        "user": "alice@example.com",
+    }
+    [case] = load_cases(write(tmp_path, json.dumps(line)))
+    assert case == Case(
+        method="POST",
+        path="/api/orders?x=1",
+        headers={"X-Trace": "1"},
+        json={"items": [{"product_id": 1, "quantity": 2}]},
+        has_json=True,
+        user="alice@example.com",
+        name="places an order",
+        source="cases.jsonl:1",
+    )
+    assert case.label == "cases.jsonl:1 places an order"
+
+
+def test_a_json_null_body_is_a_body(tmp_path: Path) -> None:
+    [case] = load_cases(write(tmp_path, '{"method": "POST", "path": "/x", "json": null}'))
+    assert case.has_json and case.json is None
+
+
+def test_blank_lines_are_skipped_and_lines_keep_their_numbers(tmp_path: Path) -> None:
+    cases = load_cases(
+        write(tmp_path, '{"method": "GET", "path": "/a"}', "", '{"method": "GET", "path": "/b"}')
+    )
+    assert [case.source for case in cases] == ["cases.jsonl:1", "cases.jsonl:3"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{", "cases.jsonl:2: not valid JSON"),
+        ("[1]", "cases.jsonl:2: a case must be a JSON object"),
+        ('{"method": "GET"}', "cases.jsonl:2: path must be a string starting with /"),
+        ('{"method": "FETCH", "path": "/"}', "cases.jsonl:2: method must be one of"),
+        ('{"method": "GET", "path": "/", "colour": 1}', "cases.jsonl:2: unknown key 'colour'"),
+        (
+            '{"method": "POST", "path": "/", "json": {}, "body": "x"}',
+            "give the body as json or as body",
+        ),
+        (
+            '{"method": "GET", "path": "/", "headers": {"a": 1}}',
+            "headers must be an object of strings",
+        ),
+        (
+            '{"method": "GET", "path": "/", "user": "a", "cookie": "b"}',
+            "give one of user, session and cookie",
+        ),
+        ('{"method": "GET", "path": "/", "session": "x"}', "session must be an object"),
+    ],
+)
+def test_a_bad_line_is_named_with_its_number(tmp_path: Path, line: str, message: str) -> None:
+    path = write(tmp_path, '{"method": "GET", "path": "/ok"}', line)
+    with pytest.raises(CaseFileError) as raised:
+        load_cases(path)
+    text = str(raised.value)
+    assert message in text
+    assert text.startswith(f"{path}:2: ")
+    assert "\n" not in text
+
+
+def test_a_missing_or_empty_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(CaseFileError, match="no such file"):
+        load_cases(tmp_path / "absent.jsonl")
+    with pytest.raises(CaseFileError, match="no cases"):
+        load_cases(write(tmp_path, "", ""))

@@ -1,0 +1,297 @@
+"""Shadow runs on a small app pair: same, different, noise, and rows written."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from bridge._exceptions import ConfigurationError, ManifestError
+from bridge._porting.database import DatabaseSettings
+from bridge._serving.manifest import LoginRule, Manifest, RouteKey, RouteState, parse_manifest
+from bridge._shadow.cases import Case
+from bridge._shadow.compare import Rules
+from bridge._shadow.recorder import ChangeRecorder
+from bridge._shadow.runner import (
+    UNMATCHED,
+    WRONG_METHOD,
+    CaseResult,
+    Outcome,
+    ShadowRunner,
+    asgi_sender,
+    ported_side,
+    proposed_toml,
+    route_of,
+    summarize,
+    wsgi_sender,
+)
+from tests.bridge import shadow_apps
+
+pytestmark = pytest.mark.anyio
+
+GET_NOTE = Case(method="GET", path="/notes/1")
+MISSING_NOTE = Case(method="GET", path="/notes/999")
+ADD_NOTE = Case(method="POST", path="/notes", json={"text": "hello"}, has_json=True)
+LOGIN = LoginRule(session_key="user_id", query="SELECT id FROM shadow_people WHERE email = :user")
+
+
+@pytest.fixture
+def recorder(database_settings: DatabaseSettings, sync_engine: Engine) -> Iterator[ChangeRecorder]:
+    shadow_apps.create_schema(database_settings)
+    yield ChangeRecorder(sync_engine, tables=list(shadow_apps.metadata.tables))
+    shadow_apps.metadata.drop_all(sync_engine)
+
+
+RunnerFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def make_runner(
+    database_settings: DatabaseSettings, recorder: ChangeRecorder
+) -> Callable[..., Any]:
+    @asynccontextmanager
+    async def make(
+        variant: str = "good", *, aa: bool = True, login: LoginRule | None = LOGIN
+    ) -> AsyncIterator[ShadowRunner]:
+        flask_app = shadow_apps.create_flask(database_settings)
+        port = shadow_apps.create_port(database_settings, variant)
+        manifest = Manifest(login=login)
+        side = ported_side(flask_app, port, manifest)
+        async with port.router.lifespan_context(port):
+            runner = ShadowRunner(
+                flask_app=flask_app,
+                legacy=wsgi_sender(flask_app),
+                port=asgi_sender(side),
+                manifest=manifest,
+                recorder=recorder,
+                aa=aa,
+            )
+            yield runner
+            await runner.aclose()
+        side.legacy.shutdown()
+        flask_app.extensions["engine"].dispose()
+
+    return make
+
+
+async def run(
+    make_runner: Callable[..., Any], case: Case, variant: str = "good", **options: Any
+) -> CaseResult:
+    async with make_runner(variant, **options) as runner:
+        result: CaseResult = await runner.run(case)
+        return result
+
+
+async def test_a_faithful_port_is_the_same_for_reads_and_errors(
+    make_runner: Callable[..., Any],
+) -> None:
+    async with make_runner() as runner:
+        for case in (GET_NOTE, MISSING_NOTE):
+            result = await runner.run(case)
+            assert result.outcome is Outcome.SAME, result.report()
+
+
+async def test_a_random_token_is_noise_found_by_the_aa_run(make_runner: Callable[..., Any]) -> None:
+    result = await run(make_runner, ADD_NOTE)
+    assert result.outcome is Outcome.NOISE
+    assert [d.where for d in result.noise] == ["$.token"]
+    assert result.proposed.ignore == ("$.token",)
+    proposal = proposed_toml(summarize([result]), Manifest())
+    assert proposal == '"POST /notes" = { state = "legacy", ignore = ["$.token"] }'
+
+
+async def test_without_the_aa_run_noise_is_a_difference(make_runner: Callable[..., Any]) -> None:
+    result = await run(make_runner, ADD_NOTE, aa=False)
+    assert result.outcome is Outcome.DIFFERENT
+    assert [d.where for d in result.differences] == ["$.token"]
+
+
+@pytest.mark.parametrize(
+    ("variant", "case", "where"),
+    [
+        ("wrong-field", GET_NOTE, "$.text"),
+        ("wrong-status", ADD_NOTE, "status"),
+        ("skips-write", ADD_NOTE, "rows shadow_counters[1].value"),
+    ],
+)
+async def test_a_broken_port_differs_and_the_diff_says_where(
+    make_runner: Callable[..., Any], variant: str, case: Case, where: str
+) -> None:
+    result = await run(make_runner, case, variant)
+    assert result.outcome is Outcome.DIFFERENT
+    assert where in [d.where for d in result.differences], result.report()
+    assert where in result.report()
+
+
+async def test_a_port_that_writes_one_row_too_many_differs(make_runner: Callable[..., Any]) -> None:
+    result = await run(make_runner, ADD_NOTE, "extra-row")
+    assert result.outcome is Outcome.DIFFERENT
+    rows = [d for d in result.differences if d.where.startswith("rows shadow_notes")]
+    assert rows and "async only" in str(rows[0]), result.report()
+
+
+async def test_the_database_is_left_exactly_as_it_was(
+    make_runner: Callable[..., Any], recorder: ChangeRecorder
+) -> None:
+    before = recorder.snapshot()
+    async with make_runner("extra-row") as runner:
+        for case in (ADD_NOTE, ADD_NOTE, GET_NOTE):
+            await runner.run(case)
+    assert recorder.snapshot() == before
+
+
+async def test_a_user_logs_in_through_the_login_rule(make_runner: Callable[..., Any]) -> None:
+    async with make_runner() as runner:
+        request = runner.request(Case(method="GET", path="/whoami", user="ann@example.com"))
+        result = await runner.run(Case(method="GET", path="/whoami", user="ann@example.com"))
+    assert result.outcome is Outcome.SAME
+    assert runner.cookie.load(request.headers["cookie"].split("=", 1)[1]) == {"user_id": 7}
+
+
+async def test_a_user_without_a_login_rule_is_a_configuration_error(
+    make_runner: Callable[..., Any],
+) -> None:
+    async with make_runner(login=None) as runner:
+        with pytest.raises(ConfigurationError, match=r"\[shadow\] login"):
+            await runner.run(Case(method="GET", path="/whoami", user="ann@example.com"))
+
+
+async def test_an_unknown_user_is_a_configuration_error(make_runner: Callable[..., Any]) -> None:
+    async with make_runner() as runner:
+        with pytest.raises(ConfigurationError, match=r"no user 'zed@example\.com'"):
+            await runner.run(Case(method="GET", path="/whoami", user="zed@example.com"))
+
+
+async def test_requests_the_port_never_sees_get_the_legacy_answer_on_both_sides(
+    make_runner: Callable[..., Any],
+) -> None:
+    async with make_runner("wrong-field") as runner:
+        unknown = await runner.run(Case(method="GET", path="/nowhere"))
+        wrong_method = await runner.run(Case(method="DELETE", path="/notes/1"))
+    assert unknown.outcome is Outcome.SAME
+    assert unknown.route == "(no Flask rule matches)"
+    assert wrong_method.outcome is Outcome.SAME
+
+
+async def test_summaries_count_each_outcome_per_route(make_runner: Callable[..., Any]) -> None:
+    async with make_runner("wrong-field") as runner:
+        results = [await runner.run(case) for case in (GET_NOTE, MISSING_NOTE, ADD_NOTE)]
+    [get, post] = summarize(results)
+    assert (get.route, get.cases, get.counts[Outcome.DIFFERENT], get.counts[Outcome.SAME]) == (
+        "GET /notes/<int:note_id>",
+        2,
+        1,
+        1,
+    )
+    assert get.first_difference is results[0]
+    assert (post.route, post.counts[Outcome.NOISE]) == ("POST /notes", 1)
+
+
+def test_head_is_reported_under_its_get_route_and_a_wrong_method_apart() -> None:
+    flask_app = shadow_apps.create_flask(DatabaseSettings(url="sqlite:///unused.sqlite3"))
+    url_map = flask_app.url_map
+    assert route_of(url_map, Case(method="HEAD", path="/notes/1")) == "GET /notes/<int:note_id>"
+    assert route_of(url_map, Case(method="PUT", path="/notes/1")) == WRONG_METHOD
+    assert route_of(url_map, Case(method="GET", path="/nowhere")) == UNMATCHED
+    flask_app.extensions["engine"].dispose()
+
+
+def test_proposed_entries_keep_the_state_and_rules_and_parse_back() -> None:
+    manifest = parse_manifest(
+        '[routes]\n"POST /notes" = { state = "async", ignore_headers = ["etag"] }\n'
+    )
+    result = CaseResult(
+        case=ADD_NOTE,
+        route="POST /notes",
+        differences=(),
+        noise=(),
+        proposed=Rules(ignore=("$.token",), ignore_columns=("shadow_notes.text",)),
+    )
+    proposal = proposed_toml(summarize([result]), manifest)
+    reparsed = parse_manifest("[routes]\n" + proposal)
+    key = RouteKey("POST", "/notes")
+    assert reparsed.state("POST", "/notes") is RouteState.ASYNC
+    assert reparsed.rules[key] == Rules(
+        ignore=("$.token",), ignore_headers=("etag",), ignore_columns=("shadow_notes.text",)
+    )
+
+
+async def test_a_missing_user_stops_the_run_before_any_case_runs(
+    make_runner: Callable[..., Any],
+) -> None:
+    cases = [GET_NOTE, Case(method="GET", path="/whoami", user="zed@example.com")]
+    async with make_runner() as runner:
+        with pytest.raises(ConfigurationError, match="no user"):
+            runner.prepare(cases)
+
+
+async def test_users_are_looked_up_without_recording_rows(
+    database_settings: DatabaseSettings, recorder: ChangeRecorder
+) -> None:
+    flask_app = shadow_apps.create_flask(database_settings)
+    port = shadow_apps.create_port(database_settings, "skips-write")
+    side = ported_side(flask_app, port, Manifest(login=LOGIN))
+    async with port.router.lifespan_context(port):
+        runner = ShadowRunner(
+            flask_app=flask_app,
+            legacy=wsgi_sender(flask_app),
+            port=asgi_sender(side),
+            manifest=Manifest(login=LOGIN),
+            database=recorder.engine,
+        )
+        whoami = await runner.run(Case(method="GET", path="/whoami", user="ann@example.com"))
+        await runner.aclose()
+    side.legacy.shutdown()
+    flask_app.extensions["engine"].dispose()
+    assert whoami.outcome is Outcome.SAME
+
+
+async def test_cases_the_port_never_sees_are_marked_not_ported(
+    database_settings: DatabaseSettings, recorder: ChangeRecorder
+) -> None:
+    flask_app = shadow_apps.create_flask(database_settings)
+    port = shadow_apps.create_port(database_settings)
+    side = ported_side(flask_app, port, Manifest())
+    async with port.router.lifespan_context(port):
+        runner = ShadowRunner(
+            flask_app=flask_app,
+            legacy=wsgi_sender(flask_app),
+            port=asgi_sender(side),
+            manifest=Manifest(),
+            recorder=recorder,
+            port_routes=side.routes,
+        )
+        reached = await runner.run(GET_NOTE)
+        missed = await runner.run(Case(method="GET", path="/notes/abc"))
+        await runner.aclose()
+    side.legacy.shutdown()
+    flask_app.extensions["engine"].dispose()
+    assert (reached.ported, missed.ported) == (True, False)
+
+
+def test_the_port_side_checks_the_manifest_keys(database_settings: DatabaseSettings) -> None:
+    flask_app = shadow_apps.create_flask(database_settings)
+    port = shadow_apps.create_port(database_settings)
+    misspelled = parse_manifest('[routes]\n"GET /note/<int:note_id>" = { state = "async" }\n')
+    with pytest.raises(ManifestError, match="closest: GET /notes/<int:note_id>"):
+        ported_side(flask_app, port, misspelled)
+    flask_app.extensions["engine"].dispose()
+
+
+def test_automatic_options_is_reported_apart() -> None:
+    flask_app = shadow_apps.create_flask(DatabaseSettings(url="sqlite:///unused.sqlite3"))
+    route = route_of(flask_app.url_map, Case(method="OPTIONS", path="/notes/1"))
+    assert route == "(Flask's automatic OPTIONS)"
+    flask_app.extensions["engine"].dispose()
+
+
+async def test_a_failing_login_query_is_a_configuration_error(
+    make_runner: Callable[..., Any],
+) -> None:
+    broken = LoginRule(session_key="user_id", query="SELECT id FROM no_such_table WHERE x = :user")
+    async with make_runner(login=broken) as runner:
+        with pytest.raises(ConfigurationError, match=r"the \[shadow\] login query failed"):
+            runner.prepare([Case(method="GET", path="/whoami", user="ann@example.com")])
