@@ -12,11 +12,14 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI
 
-from bridge._porting.asyncdb import AsyncDatabase
-from bridge._porting.database import DatabaseSettings
-from bridge._porting.error_envelope import install_error_envelope
-from bridge._porting.responses import FlaskJSONResponse
-from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionMiddleware
+from bridge import (
+    AsyncDatabase,
+    DatabaseSettings,
+    FlaskJSONResponse,
+    FlaskSessionConfig,
+    FlaskSessionMiddleware,
+    install_error_envelope,
+)
 from shop.config import secret_key as configured_secret_key
 from shop.errors import POOL_TIMEOUT_MESSAGE, error_body
 

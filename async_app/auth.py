@@ -11,10 +11,7 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import Response
 from werkzeug.security import check_password_hash
 
-from bridge._porting import request as compat
-from bridge._porting.asyncdb import DbSession
-from bridge._porting.repository import run_async
-from bridge._porting.responses import FlaskJSONResponse
+from bridge import DbSession, FlaskJSONResponse, get_json, run_async
 from shop import repositories as repo
 from shop import validation
 from shop.errors import INVALID_CREDENTIALS
@@ -27,7 +24,7 @@ router = APIRouter(prefix="/api/auth")
 
 @router.post("/login", name="auth.login")
 async def login(request: Request, session: DbSession) -> FlaskJSONResponse:
-    data = validation.login(await compat.get_json(request))
+    data = validation.login(await get_json(request))
     user = await run_async(session, repo.user_by_email(data.email))
     if user is None or not check_password_hash(user.password_hash, data.password):
         raise HTTPException(401, detail=INVALID_CREDENTIALS)

@@ -7,11 +7,18 @@ from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import Select
 from starlette.responses import Response
 
-from bridge._porting import request as compat
-from bridge._porting.asyncdb import DbSession
-from bridge._porting.pagination import page_args, paginate
-from bridge._porting.repository import run_async
-from bridge._porting.responses import FlaskJSONResponse, flask_redirect
+from bridge import (
+    DbSession,
+    FlaskJSONResponse,
+    arg,
+    args,
+    flask_redirect,
+    get_json,
+    page_args,
+    paginate,
+    run_async,
+    url_for,
+)
 from shop import repositories as repo
 from shop import validation
 from shop.models import Product
@@ -27,19 +34,19 @@ MAX_PER_PAGE = 50
 def product_list_from_args(request: Request) -> Select[Product]:
     """The product list the query arguments ask for."""
     return repo.product_list_select(
-        category=compat.arg(request, "category"),
-        q=compat.arg(request, "q"),
-        min_price=compat.arg(request, "min_price", type=int),
-        max_price=compat.arg(request, "max_price", type=int),
-        in_stock=compat.arg(request, "in_stock", type=validation.flag),
-        sort=compat.arg(request, "sort", "name"),
+        category=arg(request, "category"),
+        q=arg(request, "q"),
+        min_price=arg(request, "min_price", type=int),
+        max_price=arg(request, "max_price", type=int),
+        in_stock=arg(request, "in_stock", type=validation.flag),
+        sort=arg(request, "sort", "name"),
     )
 
 
 @router.get("/products", name="catalog.list_products")
 async def list_products(request: Request, session: DbSession) -> FlaskJSONResponse:
     statement = product_list_from_args(request)
-    page, per_page = page_args(compat.args(request), max_per_page=MAX_PER_PAGE)
+    page, per_page = page_args(args(request), max_per_page=MAX_PER_PAGE)
     products = await run_async(session, paginate(statement, page=page, per_page=per_page))
     return FlaskJSONResponse(page_json(products, product_json))
 
@@ -55,7 +62,7 @@ async def product_by_sku(sku: str, request: Request, session: DbSession) -> Resp
     product = await run_async(session, repo.product_by_sku(sku))
     if product is None:
         raise HTTPException(404, detail=f"no product has sku {sku}")
-    return flask_redirect(compat.url_for(request, "catalog.get_product", product_id=product.id))
+    return flask_redirect(url_for(request, "catalog.get_product", product_id=product.id))
 
 
 @router.get("/categories", name="catalog.list_categories")
@@ -67,7 +74,7 @@ async def list_categories(session: DbSession) -> FlaskJSONResponse:
 @router.get("/products/{product_id:int}/reviews", name="catalog.list_reviews")
 async def list_reviews(product_id: int, request: Request, session: DbSession) -> FlaskJSONResponse:
     await run_async(session, repo.get_product(product_id))
-    page, per_page = page_args(compat.args(request), max_per_page=MAX_PER_PAGE)
+    page, per_page = page_args(args(request), max_per_page=MAX_PER_PAGE)
     statement = repo.reviews_select(product_id)
     reviews = await run_async(session, paginate(statement, page=page, per_page=per_page))
     return FlaskJSONResponse(page_json(reviews, review_json))
@@ -77,6 +84,6 @@ async def list_reviews(product_id: int, request: Request, session: DbSession) ->
 async def create_review(
     product_id: int, request: Request, user: CurrentUser, session: DbSession
 ) -> FlaskJSONResponse:
-    data = validation.new_review(await compat.get_json(request))
+    data = validation.new_review(await get_json(request))
     review = await run_async(session, repo.create_review(product_id, user.id, data))
     return FlaskJSONResponse(review_json(review), status_code=201)

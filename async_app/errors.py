@@ -6,7 +6,7 @@ from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 
-from bridge._porting.responses import FlaskJSONResponse
+from bridge import FlaskJSONResponse
 from shop.errors import DomainError, error_body
 
 

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 
-from bridge._porting import request as compat
-from bridge._porting.asyncdb import DbSession
-from bridge._porting.pagination import page_args, paginate
-from bridge._porting.repository import run_async
-from bridge._porting.responses import FlaskJSONResponse
+from bridge import (
+    DbSession,
+    FlaskJSONResponse,
+    arg,
+    args,
+    get_json,
+    page_args,
+    paginate,
+    run_async,
+    url_for,
+)
 from shop import repositories as repo
 from shop import validation
 from shop.serializers import order_json, page_json
@@ -25,9 +31,9 @@ MAX_PER_PAGE = 50
 
 @router.get("", name="orders.list_orders")
 async def list_orders(request: Request, user: CurrentUser, session: DbSession) -> FlaskJSONResponse:
-    status = validation.order_status(compat.arg(request, "status"))
+    status = validation.order_status(arg(request, "status"))
     statement = repo.orders_select(user_id=None if user.is_admin else user.id, status=status)
-    page, per_page = page_args(compat.args(request), max_per_page=MAX_PER_PAGE)
+    page, per_page = page_args(args(request), max_per_page=MAX_PER_PAGE)
     orders = await run_async(session, paginate(statement, page=page, per_page=per_page))
     return FlaskJSONResponse(page_json(orders, order_json))
 
@@ -42,7 +48,7 @@ async def get_order(order_id: int, user: CurrentUser, session: DbSession) -> Fla
 
 @router.post("", name="orders.place_order")
 async def place_order(request: Request, user: CurrentUser, session: DbSession) -> FlaskJSONResponse:
-    lines = validation.order_lines(await compat.get_json(request))
+    lines = validation.order_lines(await get_json(request))
     order = await run_async(session, repo.place_order(user.id, lines))
-    location = compat.url_for(request, "orders.get_order", order_id=order.id)
+    location = url_for(request, "orders.get_order", order_id=order.id)
     return FlaskJSONResponse(order_json(order), status_code=201, headers={"Location": location})

@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from bridge._porting.asyncdb import DbSession
-from bridge._porting.repository import run_async
+from bridge import DbSession, run_async
 from shop import repositories as repo
 from shop.errors import ADMIN_ONLY, LOGIN_REQUIRED
 from shop.models import User

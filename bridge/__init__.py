@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from bridge._porting.asyncdb import AsyncDatabase as AsyncDatabase
     from bridge._porting.asyncdb import DbSession as DbSession
     from bridge._porting.database import DatabaseSettings as DatabaseSettings
+    from bridge._porting.database import configure_sqlite as configure_sqlite
     from bridge._porting.error_envelope import install_error_envelope as install_error_envelope
     from bridge._porting.pagination import Page as Page
     from bridge._porting.pagination import page_args as page_args
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
     from bridge._porting.repository import Operation as Operation
     from bridge._porting.repository import run_async as run_async
     from bridge._porting.repository import run_sync as run_sync
+    from bridge._porting.request import arg as arg
+    from bridge._porting.request import args as args
+    from bridge._porting.request import get_json as get_json
+    from bridge._porting.request import url_for as url_for
     from bridge._porting.responses import FlaskJSONResponse as FlaskJSONResponse
     from bridge._porting.responses import flask_redirect as flask_redirect
     from bridge._porting.sessions import FlaskSessionConfig as FlaskSessionConfig
@@ -56,6 +61,7 @@ if TYPE_CHECKING:
     from bridge._shadow.cases import load_cases as load_cases
     from bridge._shadow.compare import Snapshot as Snapshot
     from bridge._shadow.compare import compare_responses as compare_responses
+    from bridge._shadow.recorder import ChangeRecorder as ChangeRecorder
     from bridge._shadow.rules import Rules as Rules
 
 # Public name -> the private module that defines it.
@@ -70,6 +76,7 @@ _MODULES = {
     "AsyncDatabase": "bridge._porting.asyncdb",
     "DbSession": "bridge._porting.asyncdb",
     "DatabaseSettings": "bridge._porting.database",
+    "configure_sqlite": "bridge._porting.database",
     "install_error_envelope": "bridge._porting.error_envelope",
     "Page": "bridge._porting.pagination",
     "page_args": "bridge._porting.pagination",
@@ -80,6 +87,10 @@ _MODULES = {
     "Operation": "bridge._porting.repository",
     "run_async": "bridge._porting.repository",
     "run_sync": "bridge._porting.repository",
+    "arg": "bridge._porting.request",
+    "args": "bridge._porting.request",
+    "get_json": "bridge._porting.request",
+    "url_for": "bridge._porting.request",
     "FlaskJSONResponse": "bridge._porting.responses",
     "flask_redirect": "bridge._porting.responses",
     "FlaskSessionConfig": "bridge._porting.sessions",
@@ -93,6 +104,7 @@ _MODULES = {
     "load_cases": "bridge._shadow.cases",
     "Snapshot": "bridge._shadow.compare",
     "compare_responses": "bridge._shadow.compare",
+    "ChangeRecorder": "bridge._shadow.recorder",
     "Rules": "bridge._shadow.rules",
 }
 

@@ -16,8 +16,7 @@ from typing import Any
 
 from flask import Flask
 
-from bridge._porting.database import DatabaseSettings, configure_sqlite
-from bridge._porting.repository import run_sync
+from bridge import DatabaseSettings, configure_sqlite, run_sync
 from shop.config import secret_key
 from shop.seed import is_seeded, seed
 

@@ -8,7 +8,7 @@ from flask import Blueprint, request, session
 from werkzeug.exceptions import Unauthorized
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from bridge._porting.repository import run_sync
+from bridge import run_sync
 from shop import repositories as repo
 from shop import validation
 from shop.errors import INVALID_CREDENTIALS

@@ -10,7 +10,7 @@ from sqlalchemy import Select
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
-from bridge._porting.repository import run_sync
+from bridge import run_sync
 from shop import repositories as repo
 from shop import validation
 from shop.models import Product

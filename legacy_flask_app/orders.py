@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, request, url_for
 from werkzeug.exceptions import Forbidden
 
-from bridge._porting.repository import run_sync
+from bridge import run_sync
 from shop import repositories as repo
 from shop import validation
 from shop.models import Order

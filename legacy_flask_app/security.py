@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 from flask import g, session
 from werkzeug.exceptions import Forbidden, Unauthorized
 
-from bridge._porting.repository import run_sync
+from bridge import run_sync
 from shop import repositories as repo
 from shop.errors import ADMIN_ONLY, LOGIN_REQUIRED
 from shop.models import User

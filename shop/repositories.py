@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Select, Update, delete, exists, func, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from bridge._porting.repository import Add, Flush, Operation
+from bridge import Add, Flush, Operation
 
 from .errors import ConflictError, NotFoundError, OutOfStockError, ValidationError
 from .models import Order, OrderItem, Product, Review, User

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from bridge._porting.repository import Add, Flush, Operation
+from bridge import Add, Flush, Operation
 
 from .models import Order, OrderItem, Product, Review, User
 

@@ -10,6 +10,12 @@ import pytest
 import bridge
 
 EXPORTED = {
+    "url_for",
+    "get_json",
+    "configure_sqlite",
+    "args",
+    "arg",
+    "ChangeRecorder",
     "Add",
     "AsyncDatabase",
     "BridgeError",
