@@ -29,20 +29,14 @@ from starlette.routing import NoMatchFound
 from werkzeug.datastructures import iter_multi_items
 from werkzeug.exceptions import BadRequest
 
+from bridge._media import is_json
+
 T = TypeVar("T")
 
 # Werkzeug's words when get_json() meets another content type.
 _NOT_JSON = (
     "Did not attempt to load JSON data because the request Content-Type was not 'application/json'."
 )
-
-
-def is_json(content_type: str | None) -> bool:
-    """Werkzeug's ``Request.is_json``: ``application/json`` or ``application/*+json``."""
-    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
-    return mimetype == "application/json" or (
-        mimetype.startswith("application/") and mimetype.endswith("+json")
-    )
 
 
 async def get_json(request: Request) -> Any:

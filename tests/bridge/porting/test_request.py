@@ -11,8 +11,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from flask import Blueprint, Flask, jsonify, request, url_for
 from starlette.routing import NoMatchFound
-from werkzeug.test import EnvironBuilder
-from werkzeug.wrappers import Request as WerkzeugRequest
 
 from bridge._porting import request as compat
 from bridge._porting.error_envelope import install_error_envelope
@@ -362,24 +360,3 @@ def test_url_for_refuses_what_it_does_not_reproduce(option: str) -> None:
 
     with pytest.raises(TypeError, match=option):
         compat.url_for(request, "item", i=1, **{option: "x"})
-
-
-@pytest.mark.parametrize(
-    ("content_type", "expected"),
-    [
-        ("application/json", True),
-        ("application/json;charset=utf-8", True),
-        (" APPLICATION/JSON ", True),
-        ("application/merge-patch+json", True),
-        ("application/json-seq", False),
-        ("text/json", False),
-        ("text/x+json", False),
-        ("", False),
-        (None, False),
-    ],
-)
-def test_is_json_is_werkzeugs(content_type: str | None, expected: bool) -> None:
-    headers = [("Content-Type", content_type)] if content_type is not None else []
-    werkzeug = WerkzeugRequest(EnvironBuilder(headers=headers).get_environ())
-
-    assert compat.is_json(content_type) is werkzeug.is_json is expected
