@@ -34,6 +34,7 @@ from bridge._shadow.runner import (
     url_sender,
     wsgi_sender,
 )
+from bridge._table import render_table
 
 
 def run_shadow(
@@ -49,7 +50,7 @@ def run_shadow(
     """Run every case, print the report; return whether any case differs."""
     results = anyio.run(_run, cases, manifest, legacy_url, async_url, record_rows, aa)
     summaries = summarize(results)
-    click.echo(render_table(summaries))
+    click.echo(summary_table(summaries))
     details = render_details(summaries)
     if details:
         click.echo("\n" + details)
@@ -145,7 +146,7 @@ class Progress:
             click.echo(f"shadow: {self.done}/{self.total} cases", err=True)
 
 
-def render_table(summaries: Sequence[RouteSummary]) -> str:
+def summary_table(summaries: Sequence[RouteSummary]) -> str:
     headers = ["route", "cases", "same", "different", "noise"]
     rows = [
         [
@@ -163,15 +164,7 @@ def render_table(summaries: Sequence[RouteSummary]) -> str:
             for o in (Outcome.SAME, Outcome.DIFFERENT, Outcome.NOISE)
         ),
     ]
-    table = [headers, *rows, totals]
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in table
-    )
+    return render_table([headers, *rows, totals], align="<>>>>")
 
 
 def render_details(summaries: Sequence[RouteSummary]) -> str:
