@@ -23,13 +23,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bridge._exceptions import AsyncDatabaseError as AsyncDatabaseError
     from bridge._exceptions import BridgeError as BridgeError
     from bridge._exceptions import CaseFileError as CaseFileError
     from bridge._exceptions import ConfigurationError as ConfigurationError
     from bridge._exceptions import DatabaseURLError as DatabaseURLError
     from bridge._exceptions import ImportStringError as ImportStringError
+    from bridge._exceptions import JSONPathError as JSONPathError
     from bridge._exceptions import ManifestError as ManifestError
     from bridge._exceptions import PageNotFound as PageNotFound
+    from bridge._exceptions import RestoreError as RestoreError
+    from bridge._exceptions import URLForError as URLForError
     from bridge._porting.asyncdb import AsyncDatabase as AsyncDatabase
     from bridge._porting.asyncdb import DbSession as DbSession
     from bridge._porting.database import DatabaseSettings as DatabaseSettings
@@ -66,13 +70,17 @@ if TYPE_CHECKING:
 
 # Public name -> the private module that defines it.
 _MODULES = {
+    "AsyncDatabaseError": "bridge._exceptions",
     "BridgeError": "bridge._exceptions",
     "CaseFileError": "bridge._exceptions",
     "ConfigurationError": "bridge._exceptions",
     "DatabaseURLError": "bridge._exceptions",
     "ImportStringError": "bridge._exceptions",
+    "JSONPathError": "bridge._exceptions",
     "ManifestError": "bridge._exceptions",
     "PageNotFound": "bridge._exceptions",
+    "RestoreError": "bridge._exceptions",
+    "URLForError": "bridge._exceptions",
     "AsyncDatabase": "bridge._porting.asyncdb",
     "DbSession": "bridge._porting.asyncdb",
     "DatabaseSettings": "bridge._porting.database",
