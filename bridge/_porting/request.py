@@ -46,8 +46,8 @@ async def get_json(request: Request) -> Any:
         raise HTTPException(415, detail=_NOT_JSON)
     try:
         return json.loads(await request.body())
-    except ValueError:
-        raise HTTPException(400, detail=BadRequest().description) from None
+    except ValueError as exc:  # chained as Flask chains it: the log shows where it broke
+        raise HTTPException(400, detail=BadRequest().description) from exc
 
 
 @overload

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 from flask import Blueprint, Flask, jsonify, request, url_for
 from starlette.routing import NoMatchFound
+from starlette.types import Message
 
 from bridge import URLForError
 from bridge._porting import request as compat
@@ -134,6 +136,18 @@ async def test_get_json_status(content_type: str, status: int) -> None:
     )
 
     assert ported.status_code == status
+
+
+async def test_a_body_that_does_not_parse_is_a_400_chained_to_the_decoding_error() -> None:
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b'{"a": ', "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]}
+    with pytest.raises(HTTPException) as caught:
+        await compat.get_json(Request(scope, receive))
+
+    assert caught.value.status_code == 400
+    assert isinstance(caught.value.__cause__, json.JSONDecodeError)  # for the server's log
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from bridge._exceptions import ConfigurationError, ManifestError
 from bridge._porting.database import DatabaseSettings
@@ -265,5 +266,9 @@ async def test_a_failing_login_query_is_a_configuration_error(
 ) -> None:
     broken = LoginRule(session_key="user_id", query="SELECT id FROM no_such_table WHERE x = :user")
     async with make_runner(login=broken) as runner:
-        with pytest.raises(ConfigurationError, match=r"the \[shadow\] login query failed"):
+        with pytest.raises(
+            ConfigurationError, match=r"the \[shadow\] login query failed"
+        ) as caught:
             runner.prepare([Case(method="GET", path="/whoami", user="ann@example.com")])
+    # The message has the driver's first line; the cause has all of it, and the SQL.
+    assert isinstance(caught.value.__cause__, DBAPIError)
