@@ -46,8 +46,11 @@ if TYPE_CHECKING:
     from bridge._porting.repository import Delete as Delete
     from bridge._porting.repository import Flush as Flush
     from bridge._porting.repository import Operation as Operation
+    from bridge._porting.repository import execute as execute
     from bridge._porting.repository import run_async as run_async
     from bridge._porting.repository import run_sync as run_sync
+    from bridge._porting.repository import scalar as scalar
+    from bridge._porting.repository import scalars as scalars
     from bridge._porting.request import arg as arg
     from bridge._porting.request import args as args
     from bridge._porting.request import get_json as get_json
@@ -93,8 +96,11 @@ _MODULES = {
     "Delete": "bridge._porting.repository",
     "Flush": "bridge._porting.repository",
     "Operation": "bridge._porting.repository",
+    "execute": "bridge._porting.repository",
     "run_async": "bridge._porting.repository",
     "run_sync": "bridge._porting.repository",
+    "scalar": "bridge._porting.repository",
+    "scalars": "bridge._porting.repository",
     "arg": "bridge._porting.request",
     "args": "bridge._porting.request",
     "get_json": "bridge._porting.request",

@@ -46,6 +46,7 @@ EXPORTED = {
     "Snapshot",
     "build_hybrid",
     "compare_responses",
+    "execute",
     "flask_redirect",
     "install_error_envelope",
     "load_cases",
@@ -54,6 +55,8 @@ EXPORTED = {
     "paginate",
     "run_async",
     "run_sync",
+    "scalar",
+    "scalars",
 }
 
 # Type aliases have no __module__ of their own.
@@ -97,6 +100,7 @@ def loaded_after(code: str) -> set[str]:
     [
         "import bridge",
         "from bridge import run_sync, Operation, Add, Flush, Delete, DatabaseSettings",
+        "from bridge import execute, scalar, scalars",
         "from bridge import Page, paginate, page_args, BridgeError",
         "import bridge._porting.repository, bridge._porting.database",
     ],
