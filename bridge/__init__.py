@@ -23,13 +23,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bridge._exceptions import AsyncDatabaseError as AsyncDatabaseError
     from bridge._exceptions import BridgeError as BridgeError
     from bridge._exceptions import CaseFileError as CaseFileError
     from bridge._exceptions import ConfigurationError as ConfigurationError
     from bridge._exceptions import DatabaseURLError as DatabaseURLError
     from bridge._exceptions import ImportStringError as ImportStringError
+    from bridge._exceptions import JSONPathError as JSONPathError
     from bridge._exceptions import ManifestError as ManifestError
     from bridge._exceptions import PageNotFound as PageNotFound
+    from bridge._exceptions import RestoreError as RestoreError
+    from bridge._exceptions import URLForError as URLForError
     from bridge._porting.asyncdb import AsyncDatabase as AsyncDatabase
     from bridge._porting.asyncdb import DbSession as DbSession
     from bridge._porting.database import DatabaseSettings as DatabaseSettings
@@ -42,8 +46,11 @@ if TYPE_CHECKING:
     from bridge._porting.repository import Delete as Delete
     from bridge._porting.repository import Flush as Flush
     from bridge._porting.repository import Operation as Operation
+    from bridge._porting.repository import execute as execute
     from bridge._porting.repository import run_async as run_async
     from bridge._porting.repository import run_sync as run_sync
+    from bridge._porting.repository import scalar as scalar
+    from bridge._porting.repository import scalars as scalars
     from bridge._porting.request import arg as arg
     from bridge._porting.request import args as args
     from bridge._porting.request import get_json as get_json
@@ -66,13 +73,17 @@ if TYPE_CHECKING:
 
 # Public name -> the private module that defines it.
 _MODULES = {
+    "AsyncDatabaseError": "bridge._exceptions",
     "BridgeError": "bridge._exceptions",
     "CaseFileError": "bridge._exceptions",
     "ConfigurationError": "bridge._exceptions",
     "DatabaseURLError": "bridge._exceptions",
     "ImportStringError": "bridge._exceptions",
+    "JSONPathError": "bridge._exceptions",
     "ManifestError": "bridge._exceptions",
     "PageNotFound": "bridge._exceptions",
+    "RestoreError": "bridge._exceptions",
+    "URLForError": "bridge._exceptions",
     "AsyncDatabase": "bridge._porting.asyncdb",
     "DbSession": "bridge._porting.asyncdb",
     "DatabaseSettings": "bridge._porting.database",
@@ -85,8 +96,11 @@ _MODULES = {
     "Delete": "bridge._porting.repository",
     "Flush": "bridge._porting.repository",
     "Operation": "bridge._porting.repository",
+    "execute": "bridge._porting.repository",
     "run_async": "bridge._porting.repository",
     "run_sync": "bridge._porting.repository",
+    "scalar": "bridge._porting.repository",
+    "scalars": "bridge._porting.repository",
     "arg": "bridge._porting.request",
     "args": "bridge._porting.request",
     "get_json": "bridge._porting.request",

@@ -206,15 +206,13 @@ def _manifest_path(given: str | None) -> str:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
+    from bridge._table import render_table
+
     headers = ["method", "rule", "endpoint", "state", "ported"]
     cells = [
         [str(row[h]).lower() if h == "ported" else str(row[h]) for h in headers] for row in rows
     ]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    lines = [headers, *cells]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    )
+    return render_table([headers, *cells])
 
 
 @contextmanager

@@ -7,9 +7,16 @@
     │   ├── ImportStringError     "module:attribute" names nothing usable
     │   └── CaseFileError         a shadow cases file has a line that is not a case
     ├── RestoreError              a shadow run could not put the database back as it was
-    └── PageNotFound              a page number past the end (Flask-SQLAlchemy's abort(404))
+    ├── PageNotFound              a page number past the end (Flask-SQLAlchemy's abort(404))
+    ├── JSONPathError             a JSON path or pattern that does not parse (a ValueError)
+    ├── AsyncDatabaseError        DbSession or the engine used before the app started it,
+    │                             or on an app it is not installed on (a RuntimeError)
+    └── URLForError               url_for() asked for what it does not reproduce (a TypeError)
 
-Every message is one line that names the problem and the fix.
+Every message is one line that names the problem and the fix. An error that
+translates a lower library's (the OS, TOML, JSON, SQLAlchemy and its driver)
+carries it as ``__cause__``. Where a builtin exception was raised before, the
+class derives from it too, so ``except ValueError`` and the like keep working.
 """
 
 from __future__ import annotations
@@ -68,3 +75,15 @@ class PageNotFound(BridgeError):
     """The requested page is out of range, where Flask-SQLAlchemy would ``abort(404)``."""
 
     status_code = 404
+
+
+class JSONPathError(BridgeError, ValueError):
+    """A JSON path or pattern that cannot be parsed; the message says where and how to fix it."""
+
+
+class AsyncDatabaseError(BridgeError, RuntimeError):
+    """An :class:`~bridge.AsyncDatabase` used before its app started it, or missing from the app."""
+
+
+class URLForError(BridgeError, TypeError):
+    """``url_for()`` was given an argument it does not reproduce, or too many path values."""

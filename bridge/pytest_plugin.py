@@ -41,10 +41,7 @@ from bridge._shadow.runner import (
     Outcome,
     ShadowRunner,
     app_tables,
-    asgi_sender,
     dispose_flask_engines,
-    ported_side,
-    wsgi_sender,
 )
 
 __all__ = ["Shadow", "shadow_cases"]
@@ -122,21 +119,19 @@ def shadow(
     shadow_recorder: ChangeRecorder | None,
 ) -> Iterator[Shadow]:
     """Compares the legacy route and its port for requests the test sends."""
+    from bridge._shadow.session import shadow_session
+
     flask_app, fastapi_app = shadow_apps
-    port = ported_side(flask_app, fastapi_app, shadow_manifest)
-    with start_blocking_portal(backend="asyncio") as portal:
-        lifespan = fastapi_app.router.lifespan_context(fastapi_app)
-        with portal.wrap_async_context_manager(lifespan):
-            runner = ShadowRunner(
-                flask_app=flask_app,
-                legacy=wsgi_sender(flask_app),
-                port=asgi_sender(port),
-                manifest=shadow_manifest,
-                recorder=shadow_recorder,
-                aa=not request.config.getoption("--shadow-no-aa"),
-                port_routes=port.routes,
-                database=shadow_recorder.engine if shadow_recorder else None,
-            )
-            yield Shadow(portal, runner)
-            portal.call(runner.aclose)
-    port.legacy.shutdown()
+    session = shadow_session(
+        flask_app,
+        fastapi_app,
+        shadow_manifest,
+        recorder=shadow_recorder,
+        aa=not request.config.getoption("--shadow-no-aa"),
+        database=shadow_recorder.engine if shadow_recorder else None,
+    )
+    with (
+        start_blocking_portal(backend="asyncio") as portal,
+        portal.wrap_async_context_manager(session) as runner,
+    ):
+        yield Shadow(portal, runner)

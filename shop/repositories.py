@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Select, Update, delete, exists, func, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from bridge import Add, Flush, Operation
+from bridge import Add, Flush, Operation, execute, scalar
 
 from .errors import ConflictError, NotFoundError, OutOfStockError, ValidationError
 from .models import Order, OrderItem, Product, Review, User
@@ -34,14 +34,14 @@ def user_by_id(user_id: int) -> Operation[User | None]:
     """The user with this id, or ``None``."""
     if not _storable_id(user_id):
         return None
-    result = yield select(User).where(User.id == user_id)
-    return result.scalar_one_or_none()  # type: ignore[no-any-return]
+    result = yield from execute(select(User).where(User.id == user_id))
+    return result.scalar_one_or_none()
 
 
 def user_by_email(email: str) -> Operation[User | None]:
     """The user with this (already lower-cased) email, or ``None``."""
-    result = yield select(User).where(User.email == email)
-    return result.scalar_one_or_none()  # type: ignore[no-any-return]
+    result = yield from execute(select(User).where(User.email == email))
+    return result.scalar_one_or_none()
 
 
 def create_user(
@@ -73,8 +73,8 @@ def product_by_id(product_id: int) -> Operation[Product | None]:
     """The product with this id, or ``None``."""
     if not _storable_id(product_id):
         return None
-    result = yield select(Product).where(Product.id == product_id)
-    return result.scalar_one_or_none()  # type: ignore[no-any-return]
+    result = yield from execute(select(Product).where(Product.id == product_id))
+    return result.scalar_one_or_none()
 
 
 def get_product(product_id: int) -> Operation[Product]:
@@ -87,8 +87,8 @@ def get_product(product_id: int) -> Operation[Product]:
 
 def product_by_sku(sku: str) -> Operation[Product | None]:
     """The product with this SKU, or ``None``."""
-    result = yield select(Product).where(Product.sku == sku)
-    return result.scalar_one_or_none()  # type: ignore[no-any-return]
+    result = yield from execute(select(Product).where(Product.sku == sku))
+    return result.scalar_one_or_none()
 
 
 def product_list_select(
@@ -153,13 +153,13 @@ def update_product(product_id: int, changes: ProductChanges) -> Operation[Produc
 def delete_product(product_id: int) -> Operation[None]:
     """Delete a product and its reviews; :class:`ConflictError` once it has been ordered."""
     yield from get_product(product_id)
-    ordered = yield select(exists().where(OrderItem.product_id == product_id))
+    ordered = yield from scalar(select(exists().where(OrderItem.product_id == product_id)))
     message = f"product {product_id} has been ordered and cannot be deleted"
-    if ordered.scalar():
+    if ordered:
         raise ConflictError(message)
-    yield delete(Review).where(Review.product_id == product_id)
+    yield from execute(delete(Review).where(Review.product_id == product_id))
     try:
-        yield delete(Product).where(Product.id == product_id)
+        yield from execute(delete(Product).where(Product.id == product_id))
     except IntegrityError:
         # An order placed since the check above: the foreign key had the last word.
         raise ConflictError(message) from None
@@ -172,7 +172,7 @@ class CategoryCount(NamedTuple):
 
 def category_counts() -> Operation[list[CategoryCount]]:
     """Every category with its number of products, by category name."""
-    result = yield (
+    result = yield from execute(
         select(Product.category, func.count(Product.id))
         .group_by(Product.category)
         .order_by(Product.category)
@@ -197,10 +197,10 @@ def create_review(product_id: int, user_id: int, new: NewReview) -> Operation[Re
     """Insert a user's review of a product; 404 for an unknown product, 409 for a second one."""
     yield from get_product(product_id)
     message = f"user {user_id} has already reviewed product {product_id}"
-    existing = yield select(Review.id).where(
-        Review.product_id == product_id, Review.user_id == user_id
+    existing = yield from scalar(
+        select(Review.id).where(Review.product_id == product_id, Review.user_id == user_id)
     )
-    if existing.first() is not None:
+    if existing is not None:
         raise ConflictError(message)
     author = yield from user_by_id(user_id)
     if author is None:
@@ -228,8 +228,10 @@ def order_by_id(order_id: int) -> Operation[Order | None]:
     """The order with its items, or ``None``."""
     if not _storable_id(order_id):
         return None
-    result = yield select(Order).options(selectinload(Order.items)).where(Order.id == order_id)
-    return result.scalar_one_or_none()  # type: ignore[no-any-return]
+    result = yield from execute(
+        select(Order).options(selectinload(Order.items)).where(Order.id == order_id)
+    )
+    return result.scalar_one_or_none()
 
 
 def get_order(order_id: int) -> Operation[Order]:
@@ -257,8 +259,8 @@ def place_order(user_id: int, lines: Iterable[OrderLine]) -> Operation[Order]:
     """
     wanted = merge_lines(lines)
     # Columns, not entities: no Product objects in the session to go stale below.
-    rows = yield select(Product.id, Product.price_cents).where(Product.id.in_(wanted))
-    prices: dict[int, int] = {product_id: price for product_id, price in rows}
+    rows = yield from execute(select(Product.id, Product.price_cents).where(Product.id.in_(wanted)))
+    prices = {product_id: price for product_id, price in rows}
     for product_id in wanted:
         if product_id not in prices:
             raise NotFoundError(f"product {product_id} does not exist")
@@ -278,7 +280,7 @@ def place_order(user_id: int, lines: Iterable[OrderLine]) -> Operation[Order]:
 
 def cancel_order(order: Order) -> Operation[Order]:
     """Cancel a placed order (loaded with its items) and put its stock back."""
-    result = yield (
+    result = yield from execute(
         update(Order)
         .where(Order.id == order.id, Order.status == "placed")
         .values(status="cancelled")
@@ -291,16 +293,18 @@ def cancel_order(order: Order) -> Operation[Order]:
             raise ConflictError(f"order {order.id} has shipped and cannot be cancelled")
         raise ConflictError(f"order {order.id} is already cancelled")
     for item in sorted(order.items, key=lambda item: item.product_id):
-        yield _change_stock(item.product_id, item.quantity)
+        yield from execute(_change_stock(item.product_id, item.quantity))
     return order
 
 
 def _take_stock(product_id: int, quantity: int) -> Operation[None]:
     # One guarded UPDATE instead of read-then-write: two concurrent orders for the
     # last unit cannot both pass, and the CHECK (stock >= 0) is never reached.
-    result = yield _change_stock(product_id, -quantity).where(Product.stock >= quantity)
+    result = yield from execute(
+        _change_stock(product_id, -quantity).where(Product.stock >= quantity)
+    )
     if result.rowcount != 1:
-        available = yield select(Product.stock).where(Product.id == product_id)
+        available = yield from execute(select(Product.stock).where(Product.id == product_id))
         raise OutOfStockError(product_id, quantity, available.scalar_one())
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from bridge import Add, Flush, Operation
+from bridge import Add, Flush, Operation, scalar
 
 from .models import Order, OrderItem, Product, Review, User
 
@@ -84,8 +84,7 @@ REVIEWS = (
 
 def is_seeded() -> Operation[bool]:
     """Whether the database already holds users (and so, the demo data)."""
-    result = yield select(User.id).limit(1)
-    return result.first() is not None
+    return (yield from scalar(select(User.id).limit(1))) is not None
 
 
 def seed() -> Operation[None]:

@@ -29,6 +29,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bridge._exceptions import AsyncDatabaseError
 from bridge._porting.database import DatabaseSettings
 
 
@@ -44,7 +45,7 @@ class AsyncDatabase:
     @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
-            raise RuntimeError(
+            raise AsyncDatabaseError(
                 "the async engine is not started: serve the app with its lifespan "
                 "(FastAPI(lifespan=db.lifespan)) or call await db.start()"
             )
@@ -89,7 +90,7 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The per-request session of the app's :class:`AsyncDatabase`."""
     database = getattr(request.app.state, "database", None)
     if not isinstance(database, AsyncDatabase):
-        raise RuntimeError("no AsyncDatabase on this app: call AsyncDatabase.install(app)")
+        raise AsyncDatabaseError("no AsyncDatabase on this app: call AsyncDatabase.install(app)")
     async with database.transaction() as session:
         yield session
 

@@ -120,7 +120,7 @@ class DatabaseSettings:
     def _parsed(self) -> tuple[URL, str, AsyncDriver | None]:
         try:
             url = make_url(self.url)
-        except ArgumentError:
+        except ArgumentError:  # SQLAlchemy's "Could not parse SQLAlchemy URL" adds nothing
             raise DatabaseURLError(
                 f"cannot parse database URL {self.url!r}: "
                 "use sqlite:///path/to/file.sqlite3 or postgresql://user@host:5432/dbname",
@@ -445,6 +445,6 @@ def _parse_option(name: str, raw: str, kind: type) -> Any:
         return raw
     try:
         return kind(raw)
-    except ValueError:
+    except ValueError:  # the value and what it must be are in the message
         what = "a whole number" if kind is int else "a number"
         raise ConfigurationError(f"{name} must be {what}, got {raw!r}") from None

@@ -106,7 +106,7 @@ def _int_arg(args: Mapping[str, str], name: str, default: int, error_out: bool) 
     try:
         return int(values[0]) if values else default
     except (TypeError, ValueError):
-        if error_out:
+        if error_out:  # int()'s "invalid literal" says no more than the message
             raise PageNotFound(f"{name} must be an integer") from None
         return default
 

@@ -4,7 +4,7 @@ An *operation* is a generator that yields what it needs done and receives the
 result::
 
     def product_by_id(product_id: int) -> Operation[Product | None]:
-        result = yield select(Product).where(Product.id == product_id)
+        result = yield from execute(select(Product).where(Product.id == product_id))
         return result.scalar_one_or_none()
 
 It builds statements and decides what to do with their results, but performs no
@@ -21,6 +21,12 @@ What an operation may yield:
 * :class:`Flush`: pending changes are flushed (ids get assigned); receives ``None``;
 * :class:`Delete` with ORM objects: they are marked deleted; receives ``None``.
 
+A bare ``yield`` receives ``Any``: a generator has one send type for all its
+yields. So run statements through the sub-operations :func:`execute`,
+:func:`scalar` and :func:`scalars` with ``yield from``; they are typed as
+``Session.execute``, ``Session.scalar`` and ``Session.scalars`` are, so the
+operation gets a ``Result[Product]`` or a ``Product | None`` that mypy checks.
+
 An error raised by the database is thrown into the operation at the ``yield``
 that caused it, so an operation can translate it (for example an
 ``IntegrityError`` into a domain conflict).
@@ -35,13 +41,19 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, TypeVarTuple, cast, overload
 
 from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, scoped_session
 
+if TYPE_CHECKING:
+    from sqlalchemy import CursorResult, Result, ScalarResult
+    from sqlalchemy.sql.dml import UpdateBase
+    from sqlalchemy.sql.selectable import TypedReturnsRows
+
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,52 @@ class Flush:
 
 Step: TypeAlias = Executable | Add | Delete | Flush
 Operation: TypeAlias = Generator[Step, Any, T]
+
+
+# Typed as Session.execute, Session.scalar and Session.scalars are in SQLAlchemy
+# 2.1, with two differences. An overload for INSERT, UPDATE and DELETE without
+# RETURNING, whose result both sessions give as a CursorResult, types rowcount.
+# Session.scalar's first overload (TypedReturnsRows[Never] -> Any) is left out:
+# mypy picks it for every statement, so session.scalar(select(User.id)) is Any.
+@overload
+def execute(statement: TypedReturnsRows[*Ts]) -> Operation[Result[*Ts]]: ...
+@overload
+def execute(statement: UpdateBase) -> Operation[CursorResult[*tuple[Any, ...]]]: ...
+@overload
+def execute(statement: Executable) -> Operation[Result[*tuple[Any, ...]]]: ...
+
+
+def execute(statement: Executable) -> Operation[Result[*tuple[Any, ...]]]:
+    """Run *statement* and receive its ``Result``, typed by the statement's columns.
+
+    ``result = yield from execute(select(Product))`` gives a ``Result[Product]``.
+    """
+    result = yield statement
+    return cast("Result[*tuple[Any, ...]]", result)
+
+
+@overload
+def scalar(statement: TypedReturnsRows[T]) -> Operation[T | None]: ...
+@overload
+def scalar(statement: Executable) -> Operation[Any]: ...
+
+
+def scalar(statement: Executable) -> Operation[Any]:
+    """The first column of the first row, or ``None`` without rows, as ``Session.scalar``."""
+    result = yield from execute(statement)
+    return result.scalar()
+
+
+@overload
+def scalars(statement: TypedReturnsRows[T]) -> Operation[ScalarResult[T]]: ...
+@overload
+def scalars(statement: Executable) -> Operation[ScalarResult[Any]]: ...
+
+
+def scalars(statement: Executable) -> Operation[ScalarResult[Any]]:
+    """The first column of every row, as ``Session.scalars``: ``.all()``, ``.one()``, ..."""
+    result = yield from execute(statement)
+    return result.scalars()
 
 
 def run_sync(session: Session | scoped_session[Any], operation: Operation[T]) -> T:

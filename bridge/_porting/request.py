@@ -29,6 +29,9 @@ from starlette.routing import NoMatchFound
 from werkzeug.datastructures import iter_multi_items
 from werkzeug.exceptions import BadRequest
 
+from bridge._exceptions import URLForError
+from bridge._media import is_json
+
 T = TypeVar("T")
 
 # Werkzeug's words when get_json() meets another content type.
@@ -37,22 +40,14 @@ _NOT_JSON = (
 )
 
 
-def is_json(content_type: str | None) -> bool:
-    """Werkzeug's ``Request.is_json``: ``application/json`` or ``application/*+json``."""
-    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
-    return mimetype == "application/json" or (
-        mimetype.startswith("application/") and mimetype.endswith("+json")
-    )
-
-
 async def get_json(request: Request) -> Any:
     """The JSON body, parsed as Flask's ``request.get_json()`` parses it."""
     if not is_json(request.headers.get("content-type")):
         raise HTTPException(415, detail=_NOT_JSON)
     try:
         return json.loads(await request.body())
-    except ValueError:
-        raise HTTPException(400, detail=BadRequest().description) from None
+    except ValueError as exc:  # chained as Flask chains it: the log shows where it broke
+        raise HTTPException(400, detail=BadRequest().description) from exc
 
 
 @overload
@@ -159,7 +154,7 @@ def _build_path(app: Any, name: str, values: Mapping[str, Any]) -> tuple[str, fr
     """
     candidates = frozenset(key for key in values if _PARAM_NAME.fullmatch(key))
     if len(candidates) > _MAX_CANDIDATES:
-        raise TypeError(
+        raise URLForError(
             f"url_for() tells path parameters from query values among at most "
             f"{_MAX_CANDIDATES} values; {name!r} was given {len(candidates)}: "
             f"{', '.join(sorted(candidates))}"
@@ -225,11 +220,12 @@ def url_for(request: Request, name: str, /, *, _anchor: str | None = None, **val
     starts with the app's root path, as Flask's starts with the script root.
 
     Raises ``NoMatchFound`` where Flask raises ``BuildError``, and
-    ``TypeError`` for ``_external``, ``_scheme`` and ``_method``, which are
-    not supported, or for more than eight values named like path parameters.
+    :class:`~bridge.URLForError` (a ``TypeError``) for ``_external``,
+    ``_scheme`` and ``_method``, which are not supported, or for more than
+    eight values named like path parameters.
     """
     if unsupported := [key for key in _UNSUPPORTED if key in values]:
-        raise TypeError(f"url_for() does not support {', '.join(unsupported)}")
+        raise URLForError(f"url_for() does not support {', '.join(unsupported)}")
     present = {key: value for key, value in values.items() if value is not None}
     path, path_keys = _build_path(request.app, name, present)
     url = quote(path, safe=_PATH_SAFE)

@@ -32,7 +32,7 @@ from bridge._porting.error_envelope import flask_error_response
 from bridge._serving.loading import load_fastapi_app, load_flask_app
 from bridge._serving.manifest import Manifest, RouteState, load_manifest
 from bridge._serving.routing import RouteTable
-from bridge._serving.wsgi import LegacyWSGI
+from bridge._serving.wsgi import BodyTooLarge, LegacyWSGI, read_body
 
 SIDE_HEADER = b"x-bridge-side"
 MANIFEST_ENV = "FLASK2FASTAPI_MANIFEST"
@@ -66,11 +66,11 @@ class HybridApp:
         side = self.routes.side_for(scope)
         try:
             body = await self._read_body(scope, receive)
-        except _ClientGone:
-            return  # no side sees half a body
-        if body is None:
+        except BodyTooLarge:
             await self._too_large(scope, self._tag(send, RouteState.LEGACY))
             return
+        if body is None:
+            return  # the client left mid-body: no side sees half a body
         scope["headers"] = _with_content_length(scope["headers"], body)
         await self._sides[side](scope, _replay(body, receive), self._tag(send, side))
 
@@ -87,25 +87,12 @@ class HybridApp:
         return self.flask_app.create_url_adapter(request)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The whole request body, or ``None`` when it exceeds ``max_body_size``."""
+        """:func:`read_body` up to ``max_body_size``; a declared size over it reads nothing."""
         limit = self.options.max_body_size
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+            raise BodyTooLarge
+        return await read_body(receive, limit=limit)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         scope = {
@@ -165,10 +152,6 @@ def app_from_env() -> HybridApp:
 
 # Keys a2wsgi needs that callers asking only "which side?" may leave out.
 _SCOPE_DEFAULTS: dict[str, Any] = {"http_version": "1.1", "query_string": b""}
-
-
-class _ClientGone(Exception):
-    """The client disconnected before its request body was complete."""
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

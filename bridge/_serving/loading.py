@@ -50,7 +50,7 @@ def import_object(import_string: str) -> Any:
                 f"cannot import {module_name!r} named by {import_string!r}: "
                 "check the spelling, or run from the folder that contains it",
                 import_string=import_string,
-            ) from None
+            ) from exc
         raise
     names = [attribute.strip()] if attribute else list(_DEFAULT_ATTRIBUTES)
     for name in names:

@@ -123,12 +123,12 @@ def load_manifest(path: str | Path) -> Manifest:
     """Read and parse a manifest file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except FileNotFoundError:  # "No such file or directory" is all the OS would add
         raise ManifestError(
             "no such file: give the path of a migration.toml", path=str(path)
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read the file: {exc}", path=str(path)) from None
+        raise ManifestError(f"cannot read the file: {exc}", path=str(path)) from exc
     return parse_manifest(text, path=str(path))
 
 
@@ -137,7 +137,7 @@ def parse_manifest(text: str, *, path: str | None = None) -> Manifest:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ManifestError(f"not valid TOML: {exc}", path=path) from None
+        raise ManifestError(f"not valid TOML: {exc}", path=path) from exc
     try:
         _check_keys(data, {"apps", "bridge", "routes", "shadow"}, "the top level")
         apps = _table(data, "apps")
@@ -155,7 +155,7 @@ def parse_manifest(text: str, *, path: str | None = None) -> Manifest:
             login=login,
             path=path,
         )
-    except ManifestError as exc:
+    except ManifestError as exc:  # the same error, now naming the file
         raise ManifestError(str(exc), path=path) from None
 
 

@@ -58,7 +58,7 @@ class LegacyWSGI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http", "the legacy side only serves HTTP"
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return  # the client left before its request was complete
         responder = _Responder(self.app, self.executor, self.send_queue_size)
@@ -71,13 +71,28 @@ class LegacyWSGI:
             self._executor = None
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    chunks = []
+class BodyTooLarge(Exception):
+    """The request body is larger than the limit given to :func:`read_body`."""
+
+
+async def read_body(receive: Receive, *, limit: int | None = None) -> bytes | None:
+    """The whole request body, read before a worker thread is taken.
+
+    ``None`` when the client disconnected before the body was complete: no app
+    should see half a body. Raises :class:`BodyTooLarge` as soon as more than
+    *limit* bytes have arrived, so an oversized body is never held in full.
+    """
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 

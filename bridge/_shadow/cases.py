@@ -104,11 +104,12 @@ def load_cases(path: str | Path) -> list[Case]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
+        # "No such file or directory" is all the OS would add.
         raise CaseFileError(
             "no such file: give the path of a JSON Lines cases file", path=name
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CaseFileError(f"cannot read the file: {exc}", path=name) from None
+        raise CaseFileError(f"cannot read the file: {exc}", path=name) from exc
     cases = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -116,10 +117,11 @@ def load_cases(path: str | Path) -> list[Case]:
         try:
             data = json.loads(line)
         except ValueError as exc:
-            raise CaseFileError(f"not valid JSON: {exc}", path=name, line=number) from None
+            raise CaseFileError(f"not valid JSON: {exc}", path=name, line=number) from exc
         try:
             cases.append(Case.from_mapping(data, source=f"{Path(name).name}:{number}"))
         except ValueError as exc:
+            # Our own one-line message, now with the file and line: the same error.
             raise CaseFileError(str(exc), path=name, line=number) from None
     if not cases:
         raise CaseFileError("no cases: write one JSON object per line", path=name)

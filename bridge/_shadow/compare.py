@@ -55,6 +55,7 @@ from typing import Any
 
 import httpx
 
+from bridge._media import is_json, parse_media_type
 from bridge._shadow.jsonpath import (
     Path,
     Pattern,
@@ -276,11 +277,10 @@ def _parameter(text: str) -> tuple[str, str]:
 
 
 def _media_type(value: str) -> tuple[str, frozenset[tuple[str, str]]]:
-    kind, *parameters = value.split(";")
-    pairs = {_parameter(p) for p in parameters if p.strip()}
+    mimetype, parameters = parse_media_type(value)
     # The charset's value is case-insensitive; other parameters' values may not be.
-    pairs = {(k, v.lower() if k == "charset" else v) for k, v in pairs}
-    return kind.strip().lower(), frozenset(pairs)
+    pairs = {(k, v.lower() if k == "charset" else v) for k, v in parameters.items()}
+    return mimetype, frozenset(pairs)
 
 
 # Cookies
@@ -394,17 +394,11 @@ def _content_type(snapshot: Snapshot) -> tuple[str, frozenset[tuple[str, str]]]:
     return _media_type(values[0]) if values else ("", frozenset())
 
 
-def _is_json(kind: str) -> bool:
-    return kind == "application/json" or (
-        kind.startswith("application/") and kind.endswith("+json")
-    )
-
-
 def _is_text(content_type: tuple[str, frozenset[tuple[str, str]]]) -> bool:
     kind, parameters = content_type
     return (
         kind.startswith("text/")
-        or _is_json(kind)
+        or is_json(kind)
         or kind.endswith(("/xml", "+xml"))
         or any(key == "charset" for key, _ in parameters)
     )
@@ -428,7 +422,7 @@ def _parse_json(body: bytes) -> Any:
 def _body_differences(legacy: Snapshot, port: Snapshot, rules: Rules) -> list[Difference]:
     ours, theirs = _content_type(legacy), _content_type(port)
     note = ""
-    if _is_json(ours[0]) and _is_json(theirs[0]):
+    if is_json(ours[0]) and is_json(theirs[0]):
         mine, other = _parse_json(legacy.body), _parse_json(port.body)
         if mine is not _INVALID and other is not _INVALID:
             return compare_json(mine, other, rules)

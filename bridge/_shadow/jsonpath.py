@@ -26,16 +26,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NoReturn
 
+from bridge._exceptions import JSONPathError as JSONPathError
+
 Step = str | int
 """One step of a concrete path: a member name, or a list index."""
 
 Path = tuple[Step, ...]
 
 EXAMPLE = '"$.items[*].updated_at"'
-
-
-class JSONPathError(ValueError):
-    """A JSON path or pattern that cannot be parsed; the message is one line."""
 
 
 @dataclass(frozen=True)

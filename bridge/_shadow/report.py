@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,12 @@ from bridge._shadow.runner import (
     CaseResult,
     Outcome,
     RouteSummary,
-    Sender,
-    ShadowRunner,
     app_tables,
-    asgi_sender,
-    dispose_flask_engines,
-    ported_side,
     proposed_toml,
     summarize,
-    url_sender,
-    wsgi_sender,
 )
+from bridge._shadow.session import shadow_session
+from bridge._table import render_table
 
 
 def run_shadow(
@@ -49,7 +43,7 @@ def run_shadow(
     """Run every case, print the report; return whether any case differs."""
     results = anyio.run(_run, cases, manifest, legacy_url, async_url, record_rows, aa)
     summaries = summarize(results)
-    click.echo(render_table(summaries))
+    click.echo(summary_table(summaries))
     details = render_details(summaries)
     if details:
         click.echo("\n" + details)
@@ -78,52 +72,25 @@ async def _run(
     settings.check_drivers()
     flask_app = load_flask_app(manifest.flask_app, manifest.path)
     fastapi_app = load_fastapi_app(manifest.fastapi_app, manifest.path)
-    port_side = ported_side(flask_app, fastapi_app, manifest)
+    urls = (legacy_url, async_url) if legacy_url is not None and async_url is not None else None
     # NullPool: every snapshot and restore opens its own connection and holds
     # nothing between cases that could block the apps' own writes.
     engine = create_engine(settings.sync_url, poolclass=NullPool)
     recorder = ChangeRecorder(engine, tables=app_tables(flask_app)) if record_rows else None
+    session = shadow_session(
+        flask_app, fastapi_app, manifest, recorder=recorder, aa=aa, database=engine, urls=urls
+    )
     try:
-        async with _senders(fastapi_app, flask_app, port_side, legacy_url, async_url) as senders:
-            runner = ShadowRunner(
-                flask_app=flask_app,
-                legacy=senders[0],
-                port=senders[1],
-                manifest=manifest,
-                recorder=recorder,
-                aa=aa,
-                port_routes=port_side.routes,
-                database=engine,
-            )
+        async with session as runner:
             runner.prepare(cases)
             results = []
             progress = Progress(len(cases))
-            try:
-                for case in cases:
-                    results.append(await runner.run(case))
-                    progress.advance()
-            finally:
-                await runner.aclose()
+            for case in cases:
+                results.append(await runner.run(case))
+                progress.advance()
             return results
     finally:
         engine.dispose()
-        port_side.legacy.shutdown()
-        dispose_flask_engines(flask_app)
-
-
-@asynccontextmanager
-async def _senders(
-    fastapi_app: Any,
-    flask_app: Any,
-    port_side: Any,
-    legacy_url: str | None,
-    async_url: str | None,
-) -> AsyncIterator[tuple[Sender, Sender]]:
-    if legacy_url is not None and async_url is not None:
-        yield url_sender(legacy_url), url_sender(async_url)
-        return
-    async with fastapi_app.router.lifespan_context(fastapi_app):
-        yield wsgi_sender(flask_app), asgi_sender(port_side)
 
 
 class Progress:
@@ -145,7 +112,7 @@ class Progress:
             click.echo(f"shadow: {self.done}/{self.total} cases", err=True)
 
 
-def render_table(summaries: Sequence[RouteSummary]) -> str:
+def summary_table(summaries: Sequence[RouteSummary]) -> str:
     headers = ["route", "cases", "same", "different", "noise"]
     rows = [
         [
@@ -163,15 +130,7 @@ def render_table(summaries: Sequence[RouteSummary]) -> str:
             for o in (Outcome.SAME, Outcome.DIFFERENT, Outcome.NOISE)
         ),
     ]
-    table = [headers, *rows, totals]
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(width) if i == 0 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in table
-    )
+    return render_table([headers, *rows, totals], align="<>>>>")
 
 
 def render_details(summaries: Sequence[RouteSummary]) -> str:

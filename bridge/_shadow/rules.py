@@ -146,7 +146,7 @@ def _paths(value: object, key: str, where: str) -> tuple[str, ...]:
     for path in paths:
         try:
             parse_pattern(path)
-        except JSONPathError as exc:
+        except JSONPathError as exc:  # its one line is in the message, with the place
             raise ManifestError(f"{where} {key}: {exc}") from None
     return tuple(paths)
 

@@ -319,7 +319,7 @@ class ShadowRunner:
             raise ConfigurationError(
                 f"{case.label}: the [shadow] login query failed ({reason}): "
                 "check the query and DATABASE_URL"
-            ) from None
+            ) from exc
         if value is None:
             raise ConfigurationError(f"{case.label}: no user {case.user!r} in the database")
         self._user_ids[case.user] = value

@@ -13,6 +13,7 @@ from fastapi import FastAPI, HTTPException, Request
 from sqlalchemy import Engine, event, func, select
 from werkzeug.exceptions import ServiceUnavailable
 
+from bridge import AsyncDatabaseError, BridgeError
 from bridge._porting.asyncdb import AsyncDatabase, DbSession, request_session
 from bridge._porting.database import DatabaseSettings
 from bridge._porting.error_envelope import install_error_envelope
@@ -153,11 +154,12 @@ async def test_engine_before_start_explains_how_to_start_it(
 ) -> None:
     db = AsyncDatabase(database_settings)
 
-    with pytest.raises(RuntimeError) as caught:
+    with pytest.raises(AsyncDatabaseError) as caught:
         db.engine  # noqa: B018
+    assert isinstance(caught.value, BridgeError) and isinstance(caught.value, RuntimeError)
     assert "serve the app with its lifespan" in str(caught.value)
     assert "await db.start()" in str(caught.value)
-    with pytest.raises(RuntimeError, match="the async engine is not started"):
+    with pytest.raises(AsyncDatabaseError, match="the async engine is not started"):
         async with db.transaction():
             pass  # pragma: no cover
 
@@ -180,7 +182,7 @@ async def test_session_without_install_explains_how_to_install(
         response = await client.get("/items")
 
     assert response.status_code == 500
-    with pytest.raises(RuntimeError, match=r"call AsyncDatabase.install\(app\)"):
+    with pytest.raises(AsyncDatabaseError, match=r"call AsyncDatabase.install\(app\)"):
         await anext(request_session(request_for(app)))
 
 

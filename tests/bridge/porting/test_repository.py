@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Generator
-from typing import Any
+from typing import Any, assert_type
 
 import anyio
 import pytest
-from sqlalchemy import Engine, delete, func, insert, select, text, update
+from sqlalchemy import (
+    CursorResult,
+    Engine,
+    Result,
+    ScalarResult,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from bridge import execute, scalar, scalars
 from bridge._porting.repository import Add, Delete, Flush, Operation, run_async, run_sync
 from tests.bridge.apps import Item, insert_items
 from tests.bridge.conftest import FlaskDB, Runner
@@ -262,3 +274,95 @@ def test_run_sync_accepts_flask_sqlalchemys_scoped_session(flask_db: FlaskDB) ->
         run_sync(db.session, add_item("from-flask"))
         db.session.commit()
         assert run_sync(db.session, names()) == ["from-flask"]
+
+
+# The typed sub-operations. Each assert_type is checked by mypy, which runs over
+# the tests: it fails if the helper gave Any, as a bare ``yield`` does.
+
+
+async def test_execute_gives_the_result_typed_by_the_columns(run: Runner, tables: Engine) -> None:
+    def rows() -> Operation[list[tuple[str, int]]]:
+        result = yield from execute(select(Item.name, Item.id).order_by(Item.name))
+        assert_type(result, Result[str, int])
+        return [(name, id_) for name, id_ in result]
+
+    insert_items(tables, "b", "a")
+
+    [(first, first_id), (second, _)] = await run(rows())
+    assert (first, second) == ("a", "b")
+    assert isinstance(first_id, int)
+
+
+async def test_execute_of_an_entity_gives_its_objects(run: Runner, tables: Engine) -> None:
+    def by_name(name: str) -> Operation[Item | None]:
+        result = yield from execute(select(Item).where(Item.name == name))
+        return result.scalar_one_or_none()
+
+    insert_items(tables, "a")
+
+    found = await run(by_name("a"))
+    assert isinstance(found, Item) and found.name == "a"
+    assert await run(by_name("zzz")) is None
+
+
+async def test_dml_without_returning_gives_its_rowcount(run: Runner, tables: Engine) -> None:
+    def rename() -> Operation[tuple[bool, int]]:
+        result = yield from execute(
+            update(Item).where(Item.name != "c").values(name=Item.name + "!")
+        )
+        assert_type(result.rowcount, int)
+        return isinstance(result, CursorResult), result.rowcount
+
+    insert_items(tables, "a", "b", "c")
+
+    assert await run(rename()) == (True, 2)
+
+
+async def test_dml_with_returning_gives_the_returned_rows(run: Runner, tables: Engine) -> None:
+    def add(name: str) -> Operation[int]:
+        result = yield from execute(insert(Item).values(name=name).returning(Item.id))
+        assert_type(result, Result[int])
+        return result.scalar_one()
+
+    assert isinstance(await run(add("a")), int)
+
+
+async def test_scalar_gives_the_first_value_or_none(run: Runner, tables: Engine) -> None:
+    def id_of(name: str) -> Operation[int | None]:
+        item_id = yield from scalar(select(Item.id).where(Item.name == name))
+        assert_type(item_id, int | None)
+        return item_id
+
+    def count() -> Operation[int | None]:
+        return (yield from scalar(select(func.count()).select_from(Item)))
+
+    insert_items(tables, "a", "b")
+
+    assert isinstance(await run(id_of("a")), int)
+    assert await run(id_of("zzz")) is None
+    assert await run(count()) == 2
+
+
+async def test_scalars_gives_the_first_column_of_every_row(run: Runner, tables: Engine) -> None:
+    def all_items() -> Operation[list[str]]:
+        items = yield from scalars(select(Item).order_by(Item.name))
+        assert_type(items, ScalarResult[Item])
+        return [item.name for item in items.all()]
+
+    insert_items(tables, "b", "a")
+
+    assert await run(all_items()) == ["a", "b"]
+
+
+async def test_an_error_of_a_typed_step_is_thrown_where_it_was_run(
+    run: Runner, tables: Engine
+) -> None:
+    def add_twice(name: str) -> Operation[str]:
+        yield from execute(insert(Item).values(name=name))
+        try:
+            yield from execute(insert(Item).values(name=name))
+        except IntegrityError:
+            return "caught at the second insert"
+        return "not raised"  # pragma: no cover
+
+    assert await run(add_twice("dup")) == "caught at the second insert"

@@ -234,10 +234,12 @@ async def test_client_gone_mid_body_never_reaches_the_view() -> None:
     async def receive() -> Message:
         return messages.pop(0) if messages else {"type": "http.disconnect"}
 
+    sent = SentMessages()
     with anyio.fail_after(5):
-        await hybrid(scope, receive, SentMessages())
+        await hybrid(scope, receive, sent)
 
     assert apps.views_run == 0, "the view ran on a truncated body"
+    assert sent.messages == []  # nobody is left to answer
 
 
 async def test_lifespan_is_forwarded_to_the_fastapi_app() -> None:

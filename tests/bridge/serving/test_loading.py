@@ -97,8 +97,13 @@ def test_missing_module_is_an_import_string_error() -> None:
 
 
 def test_missing_submodule_is_an_import_string_error() -> None:
-    with pytest.raises(ImportStringError, match=r"cannot import 'bridge\.no_such_module'"):
+    with pytest.raises(
+        ImportStringError, match=r"cannot import 'bridge\.no_such_module'"
+    ) as caught:
         import_object("bridge.no_such_module:app")
+    # The cause names the module that is missing, which may be a parent package.
+    assert isinstance(caught.value.__cause__, ModuleNotFoundError)
+    assert caught.value.__cause__.name == "bridge.no_such_module"
 
 
 def test_missing_attribute_is_an_import_string_error(write_module: WriteModule) -> None:

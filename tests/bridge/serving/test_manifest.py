@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -170,8 +171,15 @@ def test_missing_file_is_a_manifest_error_naming_the_path(tmp_path: Path) -> Non
 
 
 def test_unreadable_file_is_a_manifest_error(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match="cannot read the file"):
+    with pytest.raises(ManifestError, match="cannot read the file") as caught:
         load_manifest(tmp_path)  # a directory
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_invalid_toml_carries_the_parsers_error() -> None:
+    with pytest.raises(ManifestError, match="not valid TOML") as caught:
+        parse_manifest('[routes]\n"GET /x" = \n')
+    assert isinstance(caught.value.__cause__, tomllib.TOMLDecodeError)
 
 
 def test_route_key_is_normalised() -> None:

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask, Response, request, stream_with_context
 from starlette.types import Message
 
-from bridge._serving.wsgi import LegacyWSGI
+from bridge._serving.wsgi import BodyTooLarge, LegacyWSGI, read_body
 from tests.bridge.apps import SentMessages, http_scope, receive_body
 
 pytestmark = pytest.mark.anyio
@@ -291,3 +291,37 @@ async def test_a_client_gone_before_its_body_is_complete_takes_no_thread() -> No
     assert not called.is_set()
     assert sent.messages == []
     legacy.shutdown()
+
+
+async def test_read_body_joins_the_chunks_up_to_and_including_the_limit() -> None:
+    with anyio.fail_after(TIMEOUT):
+        body = await read_body(receive_body([b"abc", b"", b"def"]), limit=6)
+    assert body == b"abcdef"
+
+
+async def test_read_body_stops_at_the_first_chunk_past_the_limit() -> None:
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"x" * 4, "more_body": True},
+        {"type": "http.request", "body": b"x" * 4, "more_body": True},
+        {"type": "http.request", "body": b"x" * 4, "more_body": False},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    with anyio.fail_after(TIMEOUT), pytest.raises(BodyTooLarge):
+        await read_body(receive, limit=6)
+    assert len(messages) == 1  # the rest of the body is never read
+
+
+async def test_read_body_is_none_when_the_client_leaves_mid_body() -> None:
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"half", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    with anyio.fail_after(TIMEOUT):
+        assert await read_body(receive, limit=100) is None

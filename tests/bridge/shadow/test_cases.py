@@ -85,6 +85,29 @@ def test_a_bad_line_is_named_with_its_number(tmp_path: Path, line: str, message:
     assert "\n" not in text
 
 
+def test_a_line_that_is_not_json_carries_the_decoders_error(tmp_path: Path) -> None:
+    with pytest.raises(CaseFileError, match="not valid JSON") as raised:
+        load_cases(write(tmp_path, '{"method": "GET", "path": "/ok"}', '{"method": '))
+
+    assert isinstance(raised.value.__cause__, json.JSONDecodeError)
+    assert raised.value.__cause__.colno == 12
+
+
+def test_a_bad_case_is_our_own_error_with_nothing_beneath(tmp_path: Path) -> None:
+    with pytest.raises(CaseFileError, match="a case must be a JSON object") as raised:
+        load_cases(write(tmp_path, "[1]"))
+
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
+
+
+def test_an_unreadable_file_carries_the_os_error(tmp_path: Path) -> None:
+    with pytest.raises(CaseFileError, match="cannot read the file") as raised:
+        load_cases(tmp_path)  # a directory
+
+    assert isinstance(raised.value.__cause__, OSError)
+
+
 def test_a_missing_or_empty_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(CaseFileError, match="no such file"):
         load_cases(tmp_path / "absent.jsonl")

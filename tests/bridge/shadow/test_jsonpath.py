@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridge import BridgeError
 from bridge._shadow.jsonpath import (
     JSONPathError,
     Segment,
@@ -96,6 +97,7 @@ def test_bad_patterns_raise_one_line_naming_the_path_and_the_problem(
     assert repr(text) in message
     assert problem in message
     assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, BridgeError)
 
 
 def test_a_concrete_path_has_no_wildcards() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from bridge._exceptions import ConfigurationError, ManifestError
 from bridge._porting.database import DatabaseSettings
@@ -21,13 +22,12 @@ from bridge._shadow.runner import (
     CaseResult,
     Outcome,
     ShadowRunner,
-    asgi_sender,
     ported_side,
     proposed_toml,
     route_of,
     summarize,
-    wsgi_sender,
 )
+from bridge._shadow.session import shadow_session
 from tests.bridge import shadow_apps
 
 pytestmark = pytest.mark.anyio
@@ -59,20 +59,13 @@ def make_runner(
         flask_app = shadow_apps.create_flask(database_settings)
         port = shadow_apps.create_port(database_settings, variant)
         manifest = Manifest(login=login)
-        side = ported_side(flask_app, port, manifest)
-        async with port.router.lifespan_context(port):
-            runner = ShadowRunner(
-                flask_app=flask_app,
-                legacy=wsgi_sender(flask_app),
-                port=asgi_sender(side),
-                manifest=manifest,
-                recorder=recorder,
-                aa=aa,
-            )
-            yield runner
-            await runner.aclose()
-        side.legacy.shutdown()
-        flask_app.extensions["engine"].dispose()
+        try:
+            async with shadow_session(
+                flask_app, port, manifest, recorder=recorder, aa=aa
+            ) as runner:
+                yield runner
+        finally:
+            flask_app.extensions["engine"].dispose()
 
     return make
 
@@ -233,18 +226,9 @@ async def test_users_are_looked_up_without_recording_rows(
 ) -> None:
     flask_app = shadow_apps.create_flask(database_settings)
     port = shadow_apps.create_port(database_settings, "skips-write")
-    side = ported_side(flask_app, port, Manifest(login=LOGIN))
-    async with port.router.lifespan_context(port):
-        runner = ShadowRunner(
-            flask_app=flask_app,
-            legacy=wsgi_sender(flask_app),
-            port=asgi_sender(side),
-            manifest=Manifest(login=LOGIN),
-            database=recorder.engine,
-        )
+    session = shadow_session(flask_app, port, Manifest(login=LOGIN), database=recorder.engine)
+    async with session as runner:
         whoami = await runner.run(Case(method="GET", path="/whoami", user="ann@example.com"))
-        await runner.aclose()
-    side.legacy.shutdown()
     flask_app.extensions["engine"].dispose()
     assert whoami.outcome is Outcome.SAME
 
@@ -254,20 +238,9 @@ async def test_cases_the_port_never_sees_are_marked_not_ported(
 ) -> None:
     flask_app = shadow_apps.create_flask(database_settings)
     port = shadow_apps.create_port(database_settings)
-    side = ported_side(flask_app, port, Manifest())
-    async with port.router.lifespan_context(port):
-        runner = ShadowRunner(
-            flask_app=flask_app,
-            legacy=wsgi_sender(flask_app),
-            port=asgi_sender(side),
-            manifest=Manifest(),
-            recorder=recorder,
-            port_routes=side.routes,
-        )
+    async with shadow_session(flask_app, port, Manifest(), recorder=recorder) as runner:
         reached = await runner.run(GET_NOTE)
         missed = await runner.run(Case(method="GET", path="/notes/abc"))
-        await runner.aclose()
-    side.legacy.shutdown()
     flask_app.extensions["engine"].dispose()
     assert (reached.ported, missed.ported) == (True, False)
 
@@ -293,5 +266,9 @@ async def test_a_failing_login_query_is_a_configuration_error(
 ) -> None:
     broken = LoginRule(session_key="user_id", query="SELECT id FROM no_such_table WHERE x = :user")
     async with make_runner(login=broken) as runner:
-        with pytest.raises(ConfigurationError, match=r"the \[shadow\] login query failed"):
+        with pytest.raises(
+            ConfigurationError, match=r"the \[shadow\] login query failed"
+        ) as caught:
             runner.prepare([Case(method="GET", path="/whoami", user="ann@example.com")])
+    # The message has the driver's first line; the cause has all of it, and the SQL.
+    assert isinstance(caught.value.__cause__, DBAPIError)
