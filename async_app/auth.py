@@ -1,6 +1,6 @@
 """Ports of ``legacy_flask_app.auth``: log in, log out, and who am I.
 
-The session is Flask's signed cookie (see :mod:`bridge._porting.sessions`), so a login
+The session is Flask's signed cookie (see :class:`bridge.FlaskSessionMiddleware`), so a login
 here is a login on the legacy routes too, and the other way round.
 Registering is not ported yet.
 """

@@ -5,7 +5,7 @@ A JSON API with session-cookie login::
     flask --app legacy_flask_app run
 
 Configuration comes from the environment (``SECRET_KEY``, ``DATABASE_URL`` and
-the ``DATABASE_*`` pool options of :class:`bridge._porting.database.DatabaseSettings`);
+the ``DATABASE_*`` pool options of :class:`bridge.DatabaseSettings`);
 :func:`create_app` takes overrides.
 """
 

@@ -1,7 +1,7 @@
 """Every database access of the shop, as operations both apps run.
 
 Each function either builds a statement (pure, no ``yield``) or is an
-*operation* (see :mod:`bridge._porting.repository`): run it with
+*operation* (see :data:`bridge.Operation`): run it with
 ``run_sync(db.session, op)`` on the Flask side and
 ``await run_async(session, op)`` on the FastAPI side. Operations flush but never
 commit: the caller owns the transaction, so when one raises, rolling back leaves

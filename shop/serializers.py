@@ -23,7 +23,7 @@ JSON = dict[str, Any]
 
 class PageLike(Protocol):
     """What :func:`page_json` reads: Flask-SQLAlchemy's ``Pagination`` and
-    ``bridge._porting.pagination.Page`` both have it."""
+    ``bridge.Page`` both have it."""
 
     @property
     def items(self) -> Sequence[Any]: ...
