@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from bridge._exceptions import BridgeError, ConfigurationError
+from bridge._exceptions import BridgeError, ConfigurationError, ManifestError
 from bridge._porting.database import DatabaseSettings
 from bridge._serving.hybrid import MANIFEST_ENV, build_hybrid
 from bridge._serving.manifest import Manifest, load_manifest
@@ -26,6 +26,13 @@ from bridge._shadow.cases import load_cases
 
 DEFAULT_MANIFEST = "migration.toml"
 EXIT_CONFIG_ERROR = 2
+
+manifest_option = click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(dir_okay=False),
+    help=f"The manifest; default ./{DEFAULT_MANIFEST}.",
+)
 
 
 @click.group()
@@ -38,12 +45,7 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes.")
-@click.option(
-    "--manifest",
-    "manifest_path",
-    type=click.Path(dir_okay=False),
-    help=f"The manifest; default ./{DEFAULT_MANIFEST} if present, else the demo's.",
-)
+@manifest_option
 @click.option("--database-url", envvar="DATABASE_URL", help="Overrides DATABASE_URL.")
 @click.option(
     "--log-level",
@@ -88,12 +90,7 @@ def serve(
 
 
 @main.command()
-@click.option(
-    "--manifest",
-    "manifest_path",
-    type=click.Path(dir_okay=False),
-    help=f"The manifest; default ./{DEFAULT_MANIFEST} if present, else the demo's.",
-)
+@manifest_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def routes(manifest_path: str | None, as_json: bool) -> None:
     """List every Flask route, its state and whether an async port exists."""
@@ -117,12 +114,7 @@ def routes(manifest_path: str | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("cases_path", metavar="CASES", type=click.Path(dir_okay=False))
-@click.option(
-    "--manifest",
-    "manifest_path",
-    type=click.Path(dir_okay=False),
-    help=f"The manifest; default ./{DEFAULT_MANIFEST} if present, else the demo's.",
-)
+@manifest_option
 @click.option("--legacy-url", help="A running legacy server, instead of the app in-process.")
 @click.option("--async-url", help="A running server of the ports, instead of the app in-process.")
 @click.option("--database-url", envvar="DATABASE_URL", help="Overrides DATABASE_URL.")
@@ -200,9 +192,10 @@ def _manifest_path(given: str | None) -> str:
         return given
     if Path(DEFAULT_MANIFEST).is_file():
         return DEFAULT_MANIFEST
-    from async_app import DEMO_MANIFEST
-
-    return str(DEMO_MANIFEST)
+    raise ManifestError(
+        f"no {DEFAULT_MANIFEST} in {Path.cwd()}: give --manifest PATH, or write one there "
+        'naming your app: [apps] flask = "package:create_app"'
+    )
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

@@ -2,7 +2,9 @@
 
 The attribute may be the app itself or a factory called with no arguments, as
 ``flask --app`` accepts. A bare module name looks for ``app``, then
-``create_app``.
+``create_app``. Modules are found in the manifest's folder, then the current
+folder (as ``flask --app`` and uvicorn look), then the installed packages, so a
+project runs from its checkout without being installed.
 """
 
 from __future__ import annotations
@@ -31,8 +33,11 @@ def load_fastapi_app(import_string: str | None, manifest_path: str | None = None
     return _load(import_string, FastAPI, "fastapi", manifest_path)
 
 
-def import_object(import_string: str) -> Any:
-    """Import ``"module:attribute"`` (or ``"module"``) and return the object."""
+def import_object(import_string: str, manifest_path: str | None = None) -> Any:
+    """Import ``"module:attribute"`` (or ``"module"``) and return the object.
+
+    The folder of *manifest_path* and the current folder go first on ``sys.path``.
+    """
     module_name, _, attribute = import_string.partition(":")
     module_name = module_name.strip()
     if not module_name:
@@ -40,15 +45,15 @@ def import_object(import_string: str) -> Any:
             f"{import_string!r} names no module: write it as 'package.module:attribute'",
             import_string=import_string,
         )
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, "")  # like `flask --app` and uvicorn: the current folder imports
+    _put_on_path(manifest_path)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name == module_name or module_name.startswith(f"{exc.name}."):
             raise ImportStringError(
                 f"cannot import {module_name!r} named by {import_string!r}: "
-                "check the spelling, or run from the folder that contains it",
+                "check the spelling, or run from (or keep the manifest in) the folder "
+                "that contains it",
                 import_string=import_string,
             ) from None
         raise
@@ -63,13 +68,22 @@ def import_object(import_string: str) -> Any:
     )
 
 
+def _put_on_path(manifest_path: str | None) -> None:
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, "")  # like `flask --app` and uvicorn: the current folder imports
+    if manifest_path is not None:
+        folder = str(Path(manifest_path).resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
 def _load(import_string: str | None, kind: type[T], key: str, manifest_path: str | None) -> T:
     if not import_string:
         raise ManifestError(
             f'[apps] {key} is missing: name the app, such as {key} = "package:create_app"',
             path=manifest_path,
         )
-    found = import_object(import_string)
+    found = import_object(import_string, manifest_path)
     if not isinstance(found, kind) and inspect.isroutine(found):
         found = found()  # a factory, as `flask --app` accepts
     if not isinstance(found, kind):

@@ -198,6 +198,18 @@ def test_routes_configuration_error_is_one_line_and_exit_2(
     assert_config_error(invoke("routes", "--manifest", str(project.manifest)), *fragments)
 
 
+@pytest.mark.parametrize("command", ["routes", "serve"])
+def test_no_manifest_in_the_folder_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    result = invoke(command)
+
+    assert_config_error(result, f"no migration.toml in {tmp_path}", "--manifest PATH")
+    assert list(tmp_path.iterdir()) == []  # no demo database written either
+
+
 def test_missing_manifest_is_one_line_and_exit_2(project: Project) -> None:
     result = invoke("routes", "--manifest", str(project.folder / "nowhere.toml"))
 

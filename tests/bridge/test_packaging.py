@@ -2,8 +2,52 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+
+# Built in a copy: an in-tree build leaves build/ and *.egg-info in the checkout.
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*_cache", "*.sqlite3"
+)
+
+
+def build_wheel(folder: Path) -> zipfile.ZipFile:
+    """Build the project's wheel offline, with the setuptools installed here."""
+    source = folder / "source"
+    shutil.copytree(ROOT, source, ignore=_NOT_SOURCE)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--no-index", "--quiet", "--wheel-dir", str(folder / "dist"), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )  # fmt: skip
+    (wheel,) = (folder / "dist").glob("flask2fastapi-*.whl")
+    return zipfile.ZipFile(wheel)
+
+
+def test_the_wheel_installs_the_toolkit_alone(tmp_path: Path) -> None:
+    with build_wheel(tmp_path) as wheel:
+        names = set(wheel.namelist())
+        entry_points = wheel.read(
+            next(name for name in names if name.endswith(".dist-info/entry_points.txt"))
+        ).decode()
+
+    # No demo package (shop, legacy_flask_app, async_app), no tests or benchmarks.
+    tops = {name.split("/")[0] for name in names}
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"bridge"}
+    assert len(tops) == 2
+    sources = {path.relative_to(ROOT).as_posix() for path in (ROOT / "bridge").rglob("*.py")}
+    assert {name for name in names if name.endswith(".py")} == sources
+    assert "bridge/py.typed" in names
+    assert "flask2fastapi = bridge._cli:main" in entry_points
+    assert "flask2fastapi = bridge.pytest_plugin" in entry_points
+
 
 HEAVY = ("fastapi", "starlette", "httpx", "a2wsgi", "flask", "sqlalchemy")
 

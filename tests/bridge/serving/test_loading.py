@@ -195,6 +195,39 @@ def test_current_folder_is_importable(tmp_path: Path, monkeypatch: pytest.Monkey
         sys.modules.pop(name, None)
 
 
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project folder, with the current folder elsewhere and neither on ``sys.path``."""
+    project, cwd = tmp_path / "project", tmp_path / "cwd"
+    project.mkdir()
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(cwd))])
+    yield project
+    for folder in (project, cwd):
+        for module in folder.glob("*.py"):
+            sys.modules.pop(module.stem, None)
+
+
+def test_the_manifest_folder_is_importable(elsewhere: Path) -> None:
+    name = f"beside_manifest_{uuid.uuid4().hex[:8]}"
+    (elsewhere / f"{name}.py").write_text(textwrap.dedent(FLASK_INSTANCE), encoding="utf-8")
+
+    app = load_flask_app(f"{name}:app", str(elsewhere / "migration.toml"))
+
+    assert isinstance(app, Flask)
+
+
+def test_the_manifest_folder_comes_before_the_current_folder(elsewhere: Path) -> None:
+    name = f"twice_{uuid.uuid4().hex[:8]}"
+    (elsewhere / f"{name}.py").write_text("from flask import Flask\napp = Flask('manifest')\n")
+    (Path.cwd() / f"{name}.py").write_text("from flask import Flask\napp = Flask('cwd')\n")
+
+    app = load_flask_app(f"{name}:app", str(elsewhere / "migration.toml"))
+
+    assert app.name == "manifest"
+
+
 def test_fastapi_factory(write_module: WriteModule) -> None:
     module = write_module(
         "ported_factory",
