@@ -67,8 +67,8 @@ def serve(
     with _config_errors():
         if database_url:
             os.environ["DATABASE_URL"] = database_url
-        DatabaseSettings.from_env().check_drivers()
         manifest = load_manifest(_manifest_path(manifest_path))
+        _check_ports(manifest)
         # Built here even with several workers: a bad manifest or app fails
         # before the port is bound, and the apps' first start (a demo database
         # being created) happens once, not once per worker.
@@ -165,6 +165,18 @@ def shadow(
             json_path=json_path,
         )
     sys.exit(1 if failed else 0)
+
+
+def _check_ports(manifest: Manifest) -> None:
+    """What the ports need, checked before any app is imported.
+
+    Legacy routes run on whatever database the Flask app is configured for;
+    only ports run on ``DATABASE_URL`` through an async driver, so only a
+    manifest with an async route needs a URL the async side supports.
+    """
+    manifest.check_apps()
+    if manifest.async_routes:
+        DatabaseSettings.from_env().check_drivers()
 
 
 def route_table(manifest: Manifest) -> RouteTable:

@@ -30,7 +30,20 @@ def load_flask_app(import_string: str | None, manifest_path: str | None = None) 
 
 
 def load_fastapi_app(import_string: str | None, manifest_path: str | None = None) -> FastAPI:
+    """The FastAPI app *import_string* names; with none, an app with no routes.
+
+    Putting a Flask app behind the hybrid comes before porting anything, so a
+    manifest need not name a FastAPI app until a route is async.
+    """
+    if not import_string:
+        return no_ports_app()
     return _load(import_string, FastAPI, "fastapi", manifest_path)
+
+
+def no_ports_app() -> FastAPI:
+    """The FastAPI app of a manifest that names none: it serves no URL at all."""
+    # FastAPI's docs and OpenAPI URLs would be URLs the legacy app never had.
+    return FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
 def import_object(import_string: str, manifest_path: str | None = None) -> Any:

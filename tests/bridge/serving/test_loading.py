@@ -149,9 +149,19 @@ def test_flask_app_where_fastapi_is_expected(write_module: WriteModule) -> None:
 
 
 @pytest.mark.parametrize("import_string", [None, ""])
-def test_missing_import_string_is_a_manifest_error(import_string: str | None) -> None:
-    with pytest.raises(ManifestError, match=r"m.toml: \[apps\] fastapi is missing"):
-        load_fastapi_app(import_string, "m.toml")
+def test_missing_flask_import_string_is_a_manifest_error(import_string: str | None) -> None:
+    with pytest.raises(ManifestError, match=r"m.toml: \[apps\] flask is missing"):
+        load_flask_app(import_string, "m.toml")
+
+
+@pytest.mark.parametrize("import_string", [None, ""])
+def test_missing_fastapi_import_string_is_an_app_serving_nothing(
+    import_string: str | None,
+) -> None:
+    app = load_fastapi_app(import_string, "m.toml")
+
+    # No docs or OpenAPI routes either: they would be URLs the legacy app lacks.
+    assert app.routes == []
 
 
 def test_broken_dependency_of_the_module_is_not_disguised(write_module: WriteModule) -> None:
