@@ -1,7 +1,8 @@
 """``flask2fastapi``: run the hybrid server and list where each route stands.
 
 Configuration errors print one line on stderr and exit with status 2, before
-any port is bound.
+any port is bound. Each command imports the apps and the async stack when it
+runs, so ``--help`` and a missing manifest answer without loading them.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bridge._exceptions import BridgeError, ConfigurationError, ManifestError
-from bridge._porting.database import DatabaseSettings
-from bridge._serving.hybrid import MANIFEST_ENV, build_hybrid
 from bridge._serving.manifest import Manifest, load_manifest
-from bridge._serving.routing import RouteTable
 from bridge._shadow.cases import load_cases
+
+if TYPE_CHECKING:
+    from bridge._serving.routing import RouteTable
 
 DEFAULT_MANIFEST = "migration.toml"
 EXIT_CONFIG_ERROR = 2
@@ -63,6 +64,8 @@ def serve(
 ) -> None:
     """Run the hybrid server with uvicorn."""
     import uvicorn
+
+    from bridge._serving.hybrid import MANIFEST_ENV, build_hybrid
 
     with _config_errors():
         if database_url:
@@ -176,10 +179,14 @@ def _check_ports(manifest: Manifest) -> None:
     """
     manifest.check_apps()
     if manifest.async_routes:
+        from bridge._porting.database import DatabaseSettings
+
         DatabaseSettings.from_env().check_drivers()
 
 
 def route_table(manifest: Manifest) -> RouteTable:
+    from bridge._serving.hybrid import build_hybrid
+
     hybrid = build_hybrid(manifest)
     hybrid.legacy.shutdown()
     return hybrid.routes

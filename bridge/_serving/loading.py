@@ -13,12 +13,14 @@ import importlib
 import inspect
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import FastAPI
 from flask import Flask
 
 from bridge._exceptions import ImportStringError, ManifestError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 T = TypeVar("T")
 
@@ -35,6 +37,8 @@ def load_fastapi_app(import_string: str | None, manifest_path: str | None = None
     Putting a Flask app behind the hybrid comes before porting anything, so a
     manifest need not name a FastAPI app until a route is async.
     """
+    from fastapi import FastAPI
+
     if not import_string:
         return no_ports_app()
     return _load(import_string, FastAPI, "fastapi", manifest_path)
@@ -42,6 +46,8 @@ def load_fastapi_app(import_string: str | None, manifest_path: str | None = None
 
 def no_ports_app() -> FastAPI:
     """The FastAPI app of a manifest that names none: it serves no URL at all."""
+    from fastapi import FastAPI
+
     # FastAPI's docs and OpenAPI URLs would be URLs the legacy app never had.
     return FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 

@@ -52,15 +52,24 @@ def test_the_wheel_installs_the_toolkit_alone(tmp_path: Path) -> None:
 HEAVY = ("fastapi", "starlette", "httpx", "a2wsgi", "flask", "sqlalchemy")
 
 
-def test_the_pytest_plugin_imports_no_app_stack() -> None:
-    # pytest loads the plugin in every session, whether or not a test shadows.
-    probe = (
-        "import sys\n"
-        "from bridge.pytest_plugin import Shadow, shadow_cases\n"
-        "print(' '.join(sorted(sys.modules)))"
-    )
+def loaded_after(code: str) -> set[str]:
+    """The packages of :data:`HEAVY` a fresh interpreter has imported after *code*."""
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
     output = subprocess.run(
         [sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60
     ).stdout
+    return {name.split(".")[0] for name in output.split() if name.split(".")[0] in HEAVY}
 
-    assert {name for name in output.split() if name.split(".")[0] in HEAVY} == set()
+
+def test_the_pytest_plugin_imports_no_app_stack() -> None:
+    # pytest loads the plugin in every session, whether or not a test shadows.
+    assert loaded_after("from bridge.pytest_plugin import Shadow, shadow_cases") == set()
+
+
+def test_the_cli_imports_the_app_stack_when_a_command_runs() -> None:
+    # `--help`, and the one line about a missing manifest, need none of it.
+    assert loaded_after("import bridge._cli") == set()
+
+
+def test_loading_a_flask_app_imports_no_async_stack() -> None:
+    assert loaded_after("import bridge._serving.loading") == {"flask"}
