@@ -8,8 +8,6 @@ sends a route here once ``migration.toml`` says ``async``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import Depends, FastAPI
 
 from bridge import (
@@ -26,9 +24,6 @@ from shop.errors import POOL_TIMEOUT_MESSAGE, error_body
 from . import auth, catalog, orders
 from .errors import install_domain_errors
 from .security import load_current_user
-
-DEMO_MANIFEST = Path(__file__).with_name("migration.toml")
-"""The demo's manifest, used by ``flask2fastapi`` when no ./migration.toml exists."""
 
 
 def create_app(

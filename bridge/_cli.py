@@ -1,7 +1,8 @@
 """``flask2fastapi``: run the hybrid server and list where each route stands.
 
 Configuration errors print one line on stderr and exit with status 2, before
-any port is bound.
+any port is bound. Each command imports the apps and the async stack when it
+runs, so ``--help`` and a missing manifest answer without loading them.
 """
 
 from __future__ import annotations
@@ -13,19 +14,26 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from bridge._exceptions import BridgeError, ConfigurationError
-from bridge._porting.database import DatabaseSettings
-from bridge._serving.hybrid import MANIFEST_ENV, build_hybrid
+from bridge._exceptions import BridgeError, ConfigurationError, ManifestError
 from bridge._serving.manifest import Manifest, load_manifest
-from bridge._serving.routing import RouteTable
 from bridge._shadow.cases import load_cases
+
+if TYPE_CHECKING:
+    from bridge._serving.routing import RouteTable
 
 DEFAULT_MANIFEST = "migration.toml"
 EXIT_CONFIG_ERROR = 2
+
+manifest_option = click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(dir_okay=False),
+    help=f"The manifest; default ./{DEFAULT_MANIFEST}.",
+)
 
 
 @click.group()
@@ -38,12 +46,7 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Processes.")
-@click.option(
-    "--manifest",
-    "manifest_path",
-    type=click.Path(dir_okay=False),
-    help=f"The manifest; default ./{DEFAULT_MANIFEST} if present, else the demo's.",
-)
+@manifest_option
 @click.option("--database-url", envvar="DATABASE_URL", help="Overrides DATABASE_URL.")
 @click.option(
     "--log-level",
@@ -62,11 +65,13 @@ def serve(
     """Run the hybrid server with uvicorn."""
     import uvicorn
 
+    from bridge._serving.hybrid import MANIFEST_ENV, build_hybrid
+
     with _config_errors():
         if database_url:
             os.environ["DATABASE_URL"] = database_url
-        DatabaseSettings.from_env().check_drivers()
         manifest = load_manifest(_manifest_path(manifest_path))
+        _check_ports(manifest)
         # Built here even with several workers: a bad manifest or app fails
         # before the port is bound, and the apps' first start (a demo database
         # being created) happens once, not once per worker.
@@ -88,12 +93,7 @@ def serve(
 
 
 @main.command()
-@click.option(
-    "--manifest",
-    "manifest_path",
-    type=click.Path(dir_okay=False),
-    help=f"The manifest; default ./{DEFAULT_MANIFEST} if present, else the demo's.",
-)
+@manifest_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 def routes(manifest_path: str | None, as_json: bool) -> None:
     """List every Flask route, its state and whether an async port exists."""
@@ -117,12 +117,7 @@ def routes(manifest_path: str | None, as_json: bool) -> None:
 
 @main.command()
 @click.argument("cases_path", metavar="CASES", type=click.Path(dir_okay=False))
-@click.option(
-    "--manifest",
-    "manifest_path",
-    type=click.Path(dir_okay=False),
-    help=f"The manifest; default ./{DEFAULT_MANIFEST} if present, else the demo's.",
-)
+@manifest_option
 @click.option("--legacy-url", help="A running legacy server, instead of the app in-process.")
 @click.option("--async-url", help="A running server of the ports, instead of the app in-process.")
 @click.option("--database-url", envvar="DATABASE_URL", help="Overrides DATABASE_URL.")
@@ -175,7 +170,23 @@ def shadow(
     sys.exit(1 if failed else 0)
 
 
+def _check_ports(manifest: Manifest) -> None:
+    """What the ports need, checked before any app is imported.
+
+    Legacy routes run on whatever database the Flask app is configured for;
+    only ports run on ``DATABASE_URL`` through an async driver, so only a
+    manifest with an async route needs a URL the async side supports.
+    """
+    manifest.check_apps()
+    if manifest.async_routes:
+        from bridge._porting.database import DatabaseSettings
+
+        DatabaseSettings.from_env().check_drivers()
+
+
 def route_table(manifest: Manifest) -> RouteTable:
+    from bridge._serving.hybrid import build_hybrid
+
     hybrid = build_hybrid(manifest)
     hybrid.legacy.shutdown()
     return hybrid.routes
@@ -200,9 +211,10 @@ def _manifest_path(given: str | None) -> str:
         return given
     if Path(DEFAULT_MANIFEST).is_file():
         return DEFAULT_MANIFEST
-    from async_app import DEMO_MANIFEST
-
-    return str(DEMO_MANIFEST)
+    raise ManifestError(
+        f"no {DEFAULT_MANIFEST} in {Path.cwd()}: give --manifest PATH, or write one there "
+        'naming your app: [apps] flask = "package:create_app"'
+    )
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

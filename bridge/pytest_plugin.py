@@ -24,25 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from anyio.from_thread import BlockingPortal, start_blocking_portal
-from sqlalchemy import create_engine
-from sqlalchemy.pool import NullPool
 
-from bridge._porting.database import DatabaseSettings
-from bridge._serving.loading import load_fastapi_app, load_flask_app
 from bridge._serving.manifest import Manifest, load_manifest
 from bridge._shadow.cases import Case, load_cases
-from bridge._shadow.recorder import ChangeRecorder
-from bridge._shadow.runner import (
-    CaseResult,
-    Outcome,
-    ShadowRunner,
-    app_tables,
-    dispose_flask_engines,
-)
+
+# pytest loads this module in every session: the apps' stack (Flask, FastAPI,
+# SQLAlchemy, httpx, a2wsgi) is imported by the fixtures, when a test uses them.
+if TYPE_CHECKING:
+    from anyio.from_thread import BlockingPortal
+
+    from bridge._shadow.recorder import ChangeRecorder
+    from bridge._shadow.runner import CaseResult, ShadowRunner
 
 __all__ = ["Shadow", "shadow_cases"]
 
@@ -79,6 +74,8 @@ class Shadow:
 
     def check(self, case: Case | str, path: str | None = None, **fields: Any) -> CaseResult:
         """Like :meth:`run`, and fail the test with the diff when the sides differ."""
+        from bridge._shadow.runner import Outcome
+
         result = self.run(case, path, **fields)
         if result.outcome is Outcome.DIFFERENT:
             pytest.fail(result.report(), pytrace=False)
@@ -95,6 +92,9 @@ def shadow_manifest(request: pytest.FixtureRequest) -> Manifest:
 @pytest.fixture
 def shadow_apps(shadow_manifest: Manifest) -> Iterator[Sequence[Any]]:
     """``(flask_app, fastapi_app)``, not started; override to configure them for tests."""
+    from bridge._serving.loading import load_fastapi_app, load_flask_app
+    from bridge._shadow.runner import dispose_flask_engines
+
     flask_app = load_flask_app(shadow_manifest.flask_app, shadow_manifest.path)
     yield flask_app, load_fastapi_app(shadow_manifest.fastapi_app, shadow_manifest.path)
     dispose_flask_engines(flask_app)
@@ -106,6 +106,13 @@ def shadow_recorder(shadow_apps: Sequence[Any]) -> Iterator[ChangeRecorder | Non
 
     Override it for a test database, or to return ``None`` (responses only).
     """
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from bridge._porting.database import DatabaseSettings
+    from bridge._shadow.recorder import ChangeRecorder
+    from bridge._shadow.runner import app_tables
+
     engine = create_engine(DatabaseSettings.from_env().sync_url, poolclass=NullPool)
     yield ChangeRecorder(engine, tables=app_tables(shadow_apps[0]))
     engine.dispose()
@@ -119,6 +126,8 @@ def shadow(
     shadow_recorder: ChangeRecorder | None,
 ) -> Iterator[Shadow]:
     """Compares the legacy route and its port for requests the test sends."""
+    from anyio.from_thread import start_blocking_portal
+
     from bridge._shadow.session import shadow_session
 
     flask_app, fastapi_app = shadow_apps

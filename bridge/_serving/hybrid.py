@@ -139,7 +139,11 @@ class HybridApp:
 
 
 def build_hybrid(manifest: Manifest) -> HybridApp:
-    """Import the two apps the manifest names and put them behind one ASGI app."""
+    """Import the apps the manifest names and put them behind one ASGI app.
+
+    A manifest that names no FastAPI app serves every route from Flask.
+    """
+    manifest.check_apps()
     flask_app = load_flask_app(manifest.flask_app, manifest.path)
     fastapi_app = load_fastapi_app(manifest.fastapi_app, manifest.path)
     return HybridApp(flask_app, fastapi_app, manifest)

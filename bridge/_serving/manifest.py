@@ -4,7 +4,7 @@
 
     [apps]
     flask = "legacy_flask_app:create_app"
-    fastapi = "async_app:create_app"
+    fastapi = "async_app:create_app"   # optional until a route is async
 
     [bridge]                  # optional; every key has a default
     side_header = true
@@ -117,6 +117,24 @@ class Manifest:
     def state(self, method: str, rule: str) -> RouteState:
         """The state of a route; unlisted routes are legacy."""
         return self.routes.get(RouteKey(method, rule), RouteState.LEGACY)
+
+    @property
+    def async_routes(self) -> list[RouteKey]:
+        """The routes FastAPI answers, in the manifest's order."""
+        return [key for key, state in self.routes.items() if state is RouteState.ASYNC]
+
+    def check_apps(self) -> None:
+        """Refuse an async route when ``[apps]`` names no FastAPI app to serve it.
+
+        Without ``fastapi`` the hybrid serves every route from Flask, which is
+        how an app goes behind it before its first port.
+        """
+        if self.fastapi_app is None and self.async_routes:
+            raise ManifestError(
+                f"route {self.async_routes[0]} is async but [apps] names no fastapi app: "
+                'add fastapi = "package:create_app", or set the route to legacy',
+                path=self.path,
+            )
 
 
 def load_manifest(path: str | Path) -> Manifest:

@@ -10,6 +10,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,15 @@ MANIFEST = """
     [routes]
     "GET /api/items" = "async"
 """
+
+# What a user writes first: the Flask app alone, before any route is ported.
+FLASK_ONLY_MANIFEST = """
+    [apps]
+    flask = "{legacy}:create_app"
+"""
+
+# A URL the async side cannot run on; the legacy app may be configured for it.
+UNSUPPORTED_DATABASE_URL = "mysql+pymysql://u@h/db"
 
 
 @dataclass
@@ -188,6 +198,11 @@ def test_routes_table(project: Project) -> None:
         pytest.param(
             '[apps]\nfastapi = "{ported}:app"\n', ["[apps] flask is missing"], id="missing-app"
         ),
+        pytest.param(
+            '[apps]\nflask = "{legacy}:create_app"\n[routes]\n"GET /api/items" = "async"\n',
+            ["route GET /api/items is async but [apps] names no fastapi app", "fastapi = "],
+            id="async-without-fastapi-app",
+        ),
     ],
 )
 def test_routes_configuration_error_is_one_line_and_exit_2(
@@ -196,6 +211,18 @@ def test_routes_configuration_error_is_one_line_and_exit_2(
     project.write_manifest(manifest.format(legacy=project.legacy, ported=project.ported))
 
     assert_config_error(invoke("routes", "--manifest", str(project.manifest)), *fragments)
+
+
+@pytest.mark.parametrize("command", ["routes", "serve"])
+def test_no_manifest_in_the_folder_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    result = invoke(command)
+
+    assert_config_error(result, f"no migration.toml in {tmp_path}", "--manifest PATH")
+    assert list(tmp_path.iterdir()) == []  # no demo database written either
 
 
 def test_missing_manifest_is_one_line_and_exit_2(project: Project) -> None:
@@ -226,6 +253,29 @@ def test_serve_with_bad_database_configuration_is_one_line_and_exit_2(
     result = invoke("serve", "--manifest", str(project.manifest), *args, env=env)
 
     assert_config_error(result, *fragments)
+
+
+def test_routes_of_a_flask_only_manifest_on_an_unsupported_database(project: Project) -> None:
+    project.write_manifest(FLASK_ONLY_MANIFEST.format(legacy=project.legacy))
+
+    result = invoke("routes", "--json", env={"DATABASE_URL": UNSUPPORTED_DATABASE_URL})
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [
+        {**expected, "state": "legacy", "ported": False} for expected in EXPECTED_ROWS
+    ]
+
+
+def test_serve_names_the_missing_fastapi_app_before_the_database(project: Project) -> None:
+    project.write_manifest(
+        FLASK_ONLY_MANIFEST.format(legacy=project.legacy) + '[routes]\n"GET /api/items" = "async"\n'
+    )
+
+    result = invoke(
+        "serve", "--manifest", str(project.manifest), env={"DATABASE_URL": UNSUPPORTED_DATABASE_URL}
+    )
+
+    assert_config_error(result, "route GET /api/items is async but [apps] names no fastapi app")
 
 
 def test_serve_with_bad_manifest_is_one_line_and_exit_2(project: Project) -> None:
@@ -284,34 +334,49 @@ def wait_until_serving(url: str, process: subprocess.Popen[str], deadline: float
     raise AssertionError(f"the server did not answer {url} in time")
 
 
-def test_serve_answers_both_sides_over_tcp(project: Project) -> None:
-    project.write_manifest(
-        MANIFEST.format(legacy=project.legacy, ported=project.ported)
-        + '    "POST /api/uploads" = "legacy"\n'
-    )
+@dataclass
+class Served:
+    """A ``python -m bridge serve`` process, stopped: its exit status and stderr."""
+
+    returncode: int | None = None
+    stderr: str = ""
+
+
+@contextmanager
+def serving(project: Project, database_url: str) -> Iterator[tuple[httpx.Client, Served]]:
+    """Serve the project's manifest over TCP; a client for it, and how the server ended."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", "serve", "--port", str(port),
          "--manifest", str(project.manifest), "--log-level", "warning"],
         cwd=project.folder,
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{project.folder}/db.sqlite3"},
+        env={**os.environ, "DATABASE_URL": database_url},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
+    served = Served()
     try:
         wait_until_serving(f"{base}/api/items", process, time.monotonic() + 30)
         with httpx.Client(base_url=base, timeout=10) as http:
-            ported = http.get("/api/items")
-            legacy = http.get("/api/items/3")
-            legacy_upload = http.post(
-                "/api/uploads", content=iter([b"a" * 1000, b"b" * 1000, b"end!"])
-            )
-            ported_upload = http.post("/api/orders", content=iter([b"x" * 500, b"fin!"]))
-            unknown = http.get("/nowhere")
+            yield http, served
     finally:
-        stderr = stop(process)
+        served.stderr = stop(process)
+        served.returncode = process.returncode
+
+
+def test_serve_answers_both_sides_over_tcp(project: Project) -> None:
+    project.write_manifest(
+        MANIFEST.format(legacy=project.legacy, ported=project.ported)
+        + '    "POST /api/uploads" = "legacy"\n'
+    )
+    with serving(project, f"sqlite:///{project.folder}/db.sqlite3") as (http, served):
+        ported = http.get("/api/items")
+        legacy = http.get("/api/items/3")
+        legacy_upload = http.post("/api/uploads", content=iter([b"a" * 1000, b"b" * 1000, b"end!"]))
+        ported_upload = http.post("/api/orders", content=iter([b"x" * 500, b"fin!"]))
+        unknown = http.get("/nowhere")
 
     assert ported.json() == {"side": "async"}
     assert ported.headers["x-bridge-side"] == "async"
@@ -323,8 +388,28 @@ def test_serve_answers_both_sides_over_tcp(project: Project) -> None:
     assert unknown.status_code == 404
     assert unknown.headers["x-bridge-side"] == "legacy"
     # uvicorn re-raises SIGTERM once it has shut down cleanly.
-    assert process.returncode in (0, -signal.SIGTERM)
-    assert "Traceback" not in stderr
+    assert served.returncode in (0, -signal.SIGTERM)
+    assert "Traceback" not in served.stderr
+
+
+def test_serve_a_flask_only_manifest_on_an_unsupported_database_over_tcp(
+    project: Project,
+) -> None:
+    project.write_manifest(FLASK_ONLY_MANIFEST.format(legacy=project.legacy))
+
+    with serving(project, UNSUPPORTED_DATABASE_URL) as (http, served):
+        items = http.get("/api/items")
+        item = http.get("/api/items/3")
+        docs = http.get("/docs")
+
+    assert items.json() == {"side": "legacy"}
+    assert items.headers["x-bridge-side"] == "legacy"
+    assert item.json() == {"side": "legacy", "id": 3}
+    # The FastAPI app a manifest implies serves nothing, not even FastAPI's docs.
+    assert docs.status_code == 404
+    assert docs.headers["x-bridge-side"] == "legacy"
+    assert served.returncode in (0, -signal.SIGTERM)
+    assert "Traceback" not in served.stderr
 
 
 def test_serve_on_a_port_in_use_is_one_line_and_exit_2(project: Project) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -104,7 +105,7 @@ async def fastapi_app(
 
 @pytest.fixture
 def manifest() -> Manifest:
-    return load_manifest(async_app.DEMO_MANIFEST)
+    return load_manifest(Path(__file__).parents[2] / "migration.toml")
 
 
 @pytest.fixture

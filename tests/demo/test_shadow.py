@@ -50,7 +50,7 @@ def frozen_clock() -> None:
 
 @pytest.fixture
 def shadow_manifest() -> Manifest:
-    return load_manifest(async_app.DEMO_MANIFEST)
+    return load_manifest(Path(__file__).parents[2] / "migration.toml")
 
 
 @pytest.fixture
@@ -172,7 +172,7 @@ def test_the_cli_passes_on_the_demo_cases(
 ) -> None:
     for name, value in shadow_env(database_settings).items():
         monkeypatch.setenv(name, value)
-    args = ["shadow", str(CASES), "--manifest", str(async_app.DEMO_MANIFEST)]
+    args = ["shadow", str(CASES), "--manifest", str(Path(__file__).parents[2] / "migration.toml")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     total = result.stdout.splitlines()[-1].split()
@@ -182,7 +182,7 @@ def test_the_cli_passes_on_the_demo_cases(
 def test_the_cli_fails_on_a_port_that_forgets_the_stock(
     database_settings: DatabaseSettings, reset_database: Any, tmp_path: Path
 ) -> None:
-    demo = async_app.DEMO_MANIFEST.read_text()
+    demo = (Path(__file__).parents[2] / "migration.toml").read_text()
     broken = demo.replace(
         'fastapi = "async_app:create_app"',
         'fastapi = "tests.demo.broken_ports:create_app_forgetting_stock"',

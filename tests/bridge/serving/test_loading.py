@@ -154,9 +154,19 @@ def test_flask_app_where_fastapi_is_expected(write_module: WriteModule) -> None:
 
 
 @pytest.mark.parametrize("import_string", [None, ""])
-def test_missing_import_string_is_a_manifest_error(import_string: str | None) -> None:
-    with pytest.raises(ManifestError, match=r"m.toml: \[apps\] fastapi is missing"):
-        load_fastapi_app(import_string, "m.toml")
+def test_missing_flask_import_string_is_a_manifest_error(import_string: str | None) -> None:
+    with pytest.raises(ManifestError, match=r"m.toml: \[apps\] flask is missing"):
+        load_flask_app(import_string, "m.toml")
+
+
+@pytest.mark.parametrize("import_string", [None, ""])
+def test_missing_fastapi_import_string_is_an_app_serving_nothing(
+    import_string: str | None,
+) -> None:
+    app = load_fastapi_app(import_string, "m.toml")
+
+    # No docs or OpenAPI routes either: they would be URLs the legacy app lacks.
+    assert app.routes == []
 
 
 def test_broken_dependency_of_the_module_is_not_disguised(write_module: WriteModule) -> None:
@@ -198,6 +208,39 @@ def test_current_folder_is_importable(tmp_path: Path, monkeypatch: pytest.Monkey
         assert isinstance(load_flask_app(f"{name}:app"), Flask)
     finally:
         sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project folder, with the current folder elsewhere and neither on ``sys.path``."""
+    project, cwd = tmp_path / "project", tmp_path / "cwd"
+    project.mkdir()
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(cwd))])
+    yield project
+    for folder in (project, cwd):
+        for module in folder.glob("*.py"):
+            sys.modules.pop(module.stem, None)
+
+
+def test_the_manifest_folder_is_importable(elsewhere: Path) -> None:
+    name = f"beside_manifest_{uuid.uuid4().hex[:8]}"
+    (elsewhere / f"{name}.py").write_text(textwrap.dedent(FLASK_INSTANCE), encoding="utf-8")
+
+    app = load_flask_app(f"{name}:app", str(elsewhere / "migration.toml"))
+
+    assert isinstance(app, Flask)
+
+
+def test_the_manifest_folder_comes_before_the_current_folder(elsewhere: Path) -> None:
+    name = f"twice_{uuid.uuid4().hex[:8]}"
+    (elsewhere / f"{name}.py").write_text("from flask import Flask\napp = Flask('manifest')\n")
+    (Path.cwd() / f"{name}.py").write_text("from flask import Flask\napp = Flask('cwd')\n")
+
+    app = load_flask_app(f"{name}:app", str(elsewhere / "migration.toml"))
+
+    assert app.name == "manifest"
 
 
 def test_fastapi_factory(write_module: WriteModule) -> None:

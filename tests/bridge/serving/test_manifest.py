@@ -48,6 +48,39 @@ def test_valid_manifest_is_parsed() -> None:
     assert manifest.path == "migration.toml"
 
 
+def test_async_routes_are_the_routes_fastapi_answers() -> None:
+    manifest = parse_manifest(VALID)
+
+    assert manifest.async_routes == [
+        RouteKey("GET", "/api/products"),
+        RouteKey("POST", "/api/orders"),
+    ]
+
+
+def test_a_manifest_naming_only_the_flask_app_is_complete() -> None:
+    manifest = parse_manifest(
+        '[apps]\nflask = "legacy:create_app"\n[routes]\n"GET /x" = "legacy"\n'
+    )
+
+    assert manifest.fastapi_app is None
+    manifest.check_apps()
+
+
+def test_an_async_route_needs_a_fastapi_app() -> None:
+    manifest = parse_manifest(
+        '[apps]\nflask = "legacy:create_app"\n[routes]\n"GET /x" = "legacy"\n"POST /y" = "async"\n',
+        path="migration.toml",
+    )
+
+    with pytest.raises(ManifestError) as caught:
+        manifest.check_apps()
+
+    assert str(caught.value) == (
+        "migration.toml: route POST /y is async but [apps] names no fastapi app: "
+        'add fastapi = "package:create_app", or set the route to legacy'
+    )
+
+
 def test_table_form_state_equals_string_form() -> None:
     table = parse_manifest('[routes]\n"POST /x" = { state = "async" }\n')
     string = parse_manifest('[routes]\n"POST /x" = "async"\n')
