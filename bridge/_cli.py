@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -23,10 +25,12 @@ from bridge._serving.manifest import Manifest, load_manifest
 from bridge._shadow.cases import load_cases
 
 if TYPE_CHECKING:
+    from bridge._serving.hybrid import HybridApp
     from bridge._serving.routing import RouteTable
 
 DEFAULT_MANIFEST = "migration.toml"
 EXIT_CONFIG_ERROR = 2
+STARTUP_FAILURE = 3  # uvicorn's status when the app fails to start
 
 manifest_option = click.option(
     "--manifest",
@@ -63,8 +67,6 @@ def serve(
     log_level: str,
 ) -> None:
     """Run the hybrid server with uvicorn."""
-    import uvicorn
-
     from bridge._serving.hybrid import MANIFEST_ENV, build_hybrid
 
     with _config_errors():
@@ -76,20 +78,25 @@ def serve(
         # before the port is bound, and the apps' first start (a demo database
         # being created) happens once, not once per worker.
         app = build_hybrid(manifest)
-        _check_port_free(host, port)
+        try:
+            _check_port_free(host, port)
+        finally:
+            if workers > 1:
+                app.close()  # the workers build their own: the parent keeps no connection
+    # Workers are new processes: what they read, they read from the environment.
     os.environ[MANIFEST_ENV] = str(manifest.path)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "lifespan": "on",
+    }
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
+        _run_one(app, options)
     else:
-        uvicorn.run(
-            "bridge._serving.hybrid:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            lifespan="on",
-        )
+        import uvicorn
+
+        uvicorn.run("bridge._serving.hybrid:app_from_env", factory=True, workers=workers, **options)
 
 
 @main.command()
@@ -188,8 +195,32 @@ def route_table(manifest: Manifest) -> RouteTable:
     from bridge._serving.hybrid import build_hybrid
 
     hybrid = build_hybrid(manifest)
-    hybrid.legacy.shutdown()
+    hybrid.close()
     return hybrid.routes
+
+
+def _run_one(app: HybridApp, options: dict[str, Any]) -> None:
+    """Serve in this process as ``uvicorn.run`` does, except that a stop by SIGTERM exits 0.
+
+    uvicorn shuts down gracefully on SIGTERM, then raises the signal again with
+    the previous handler, so the process ends killed by it (status 143). A
+    supervisor reads that as a crash; gunicorn exits 0. The handler installed
+    here is that previous handler: it stops the server if the signal comes
+    before uvicorn listens for it, and does nothing once the server is stopping.
+    """
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if not server.should_exit:
+            server.handle_exit(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    with suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has stopped gracefully
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def _check_port_free(host: str, port: int) -> None:
