@@ -58,6 +58,13 @@ def main() -> None:
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0, min_open=True),
+    metavar="SECONDS",
+    help="Seconds a client has to send a request's headers, then 408; "
+    "default [bridge] header_timeout, else 60.",
+)
 def serve(
     host: str,
     port: int,
@@ -65,9 +72,11 @@ def serve(
     manifest_path: str | None,
     database_url: str | None,
     log_level: str,
+    header_timeout: float | None,
 ) -> None:
     """Run the hybrid server with uvicorn."""
     from bridge._serving.hybrid import MANIFEST_ENV, build_hybrid
+    from bridge._serving.protocol import HEADER_TIMEOUT_ENV, PROTOCOL
 
     with _config_errors():
         if database_url:
@@ -85,11 +94,15 @@ def serve(
                 app.close()  # the workers build their own: the parent keeps no connection
     # Workers are new processes: what they read, they read from the environment.
     os.environ[MANIFEST_ENV] = str(manifest.path)
+    os.environ[HEADER_TIMEOUT_ENV] = str(
+        manifest.options.header_timeout if header_timeout is None else header_timeout
+    )
     options: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_level": log_level,
         "lifespan": "on",
+        "http": PROTOCOL,
     }
     if workers == 1:
         _run_one(app, options)

@@ -10,6 +10,7 @@
     side_header = true
     wsgi_threads = 40
     max_body_size = 16777216
+    header_timeout = 60       # seconds
 
     [routes]
     "GET /api/products" = "async"
@@ -28,6 +29,7 @@ Parsing does no I/O beyond reading the file and knows nothing of the apps;
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,6 +79,9 @@ class BridgeOptions:
     # gunicorn gthread deployment; 40 matches Starlette's own thread limiter.
     wsgi_threads: int = 40
     max_body_size: int = 16 * 1024 * 1024
+    # Seconds a client has to send a request's line and headers, as nginx's
+    # client_header_timeout; then 408 and the connection closes.
+    header_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -201,8 +206,11 @@ def _state(key: str, value: object) -> RouteState:
     raise ManifestError(f"route {key!r} has state {value!r}: use one of {choices}")
 
 
+_BRIDGE_KEYS = {"side_header", "wsgi_threads", "max_body_size", "header_timeout"}
+
+
 def _options(table: Mapping[str, Any]) -> BridgeOptions:
-    _check_keys(table, {"side_header", "wsgi_threads", "max_body_size"}, "[bridge]")
+    _check_keys(table, _BRIDGE_KEYS, "[bridge]")
     side_header = table.get("side_header", BridgeOptions.side_header)
     if not isinstance(side_header, bool):
         raise ManifestError(f"[bridge] side_header must be true or false, got {side_header!r}")
@@ -210,6 +218,7 @@ def _options(table: Mapping[str, Any]) -> BridgeOptions:
         side_header=side_header,
         wsgi_threads=_positive_int(table, "wsgi_threads", BridgeOptions.wsgi_threads),
         max_body_size=_positive_int(table, "max_body_size", BridgeOptions.max_body_size),
+        header_timeout=_positive_number(table, "header_timeout", BridgeOptions.header_timeout),
     )
 
 
@@ -218,6 +227,13 @@ def _positive_int(table: Mapping[str, Any], key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ManifestError(f"[bridge] {key} must be a whole number above 0, got {value!r}")
     return value
+
+
+def _positive_number(table: Mapping[str, Any], key: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ManifestError(f"[bridge] {key} must be a number of seconds above 0, got {value!r}")
+    return float(value)
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:

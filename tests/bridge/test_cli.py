@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,14 +11,17 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from click.testing import CliRunner, Result
 
 from bridge._cli import main
+from bridge._serving.protocol import HEADER_TIMEOUT_ENV, PROTOCOL
 from tests.bridge.apps import stop
 
 LEGACY_SOURCE = """
@@ -438,3 +442,78 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2(project: Project) -> None
         port = taken.getsockname()[1]
         result = invoke("serve", "--port", str(port))
     assert_config_error(result, f"cannot listen on 127.0.0.1:{port}", "--port")
+
+
+@dataclass
+class Handed:
+    """What ``serve`` handed to uvicorn, which the test keeps from listening."""
+
+    config: uvicorn.Config | None = None  # one process
+    run: dict[str, Any] | None = None  # uvicorn.run's arguments, with --workers
+    environ: dict[str, str] = field(default_factory=dict)  # as uvicorn started
+
+
+@pytest.fixture
+def handed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Handed]:
+    """uvicorn replaced by a recorder: ``serve`` runs every check, and nothing listens."""
+    handed = Handed()
+
+    class Server:
+        def __init__(self, config: uvicorn.Config) -> None:
+            handed.config = config
+            self.started = True
+            self.should_exit = False
+
+        def run(self) -> None:
+            handed.environ = dict(os.environ)
+
+    def run(app: object, **options: Any) -> None:
+        handed.run = {"app": app, **options}
+        handed.environ = dict(os.environ)
+
+    monkeypatch.setattr(uvicorn, "Server", Server)
+    monkeypatch.setattr(uvicorn, "run", run)
+    sigterm = signal.getsignal(signal.SIGTERM)
+    yield handed
+    signal.signal(signal.SIGTERM, sigterm)  # serve installs its own
+
+
+def test_serve_hands_uvicorn_the_production_defaults(project: Project, handed: Handed) -> None:
+    result = invoke("serve", "--port", "0")
+
+    assert result.exit_code == 0, result.output
+    config = handed.config
+    assert config is not None
+    assert config.http == PROTOCOL
+    assert handed.environ[HEADER_TIMEOUT_ENV] == "60.0"
+
+
+@pytest.mark.parametrize(
+    ("bridge", "options", "seconds"),
+    [
+        pytest.param("header_timeout = 7\n", [], "7.0", id="manifest"),
+        pytest.param("header_timeout = 7\n", ["--header-timeout", "2.5"], "2.5", id="option"),
+        pytest.param("", ["--header-timeout", "12"], "12.0", id="option-alone"),
+    ],
+)
+def test_header_timeout_comes_from_the_option_then_the_manifest(
+    project: Project, handed: Handed, bridge: str, options: list[str], seconds: str
+) -> None:
+    project.write_manifest(
+        MANIFEST.format(legacy=project.legacy, ported=project.ported) + "[bridge]\n" + bridge
+    )
+
+    result = invoke("serve", "--port", "0", *options)
+
+    assert result.exit_code == 0, result.output
+    assert handed.environ[HEADER_TIMEOUT_ENV] == seconds
+
+
+def test_workers_get_the_same_options(project: Project, handed: Handed) -> None:
+    result = invoke("serve", "--port", "0", "--workers", "2", "--header-timeout", "3")
+
+    assert result.exit_code == 0, result.output
+    assert handed.run is not None
+    assert handed.run["workers"] == 2
+    assert handed.run["http"] == PROTOCOL
+    assert handed.environ[HEADER_TIMEOUT_ENV] == "3.0"  # what the worker processes read

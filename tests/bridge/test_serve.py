@@ -7,6 +7,7 @@ app with :class:`bridge.AsyncDatabase` serving URLs under ``/async``.
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import sys
 import textwrap
@@ -119,6 +120,29 @@ def table() -> Iterator[str]:
         with engine.begin() as connection:
             connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
         engine.dispose()
+
+
+def test_a_half_sent_request_head_gets_408(project: Project, table: str) -> None:
+    database_url = f"sqlite:///{project.folder}/notes.sqlite3"
+    env = {"NOTES_TABLE": table}
+    with serving(project, database_url, "--header-timeout", "0.5", env=env, ready="/client") as (
+        http,
+        _served,
+    ):
+        host, port = http.base_url.host, http.base_url.port
+        assert port is not None
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(b"GET /client HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            answer = read_until_closed(sock)
+
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
