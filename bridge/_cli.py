@@ -19,6 +19,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from bridge._exceptions import BridgeError, ConfigurationError, ManifestError
 from bridge._serving.manifest import Manifest, load_manifest
@@ -59,11 +60,32 @@ def main() -> None:
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
 @click.option(
+    "--proxy-headers/--no-proxy-headers",
+    default=False,
+    show_default=True,
+    help="Take the client address and scheme from X-Forwarded-For and X-Forwarded-Proto "
+    "when the peer is one of --forwarded-allow-ips.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    envvar="FORWARDED_ALLOW_IPS",
+    help="Comma-separated addresses or networks of the proxies to trust, or '*'; "
+    "default $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+)
+@click.option(
     "--header-timeout",
     type=click.FloatRange(0, min_open=True),
     metavar="SECONDS",
     help="Seconds a client has to send a request's headers, then 408; "
     "default [bridge] header_timeout, else 60.",
+)
+@click.option(
+    "--timeout-keep-alive",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1),
+    metavar="SECONDS",
+    help="Seconds an idle connection is kept open for the next request.",
 )
 def serve(
     host: str,
@@ -72,7 +94,10 @@ def serve(
     manifest_path: str | None,
     database_url: str | None,
     log_level: str,
+    proxy_headers: bool,
+    forwarded_allow_ips: str | None,
     header_timeout: float | None,
+    timeout_keep_alive: int,
 ) -> None:
     """Run the hybrid server with uvicorn."""
     from bridge._serving.hybrid import MANIFEST_ENV, build_hybrid
@@ -81,6 +106,7 @@ def serve(
     with _config_errors():
         if database_url:
             os.environ["DATABASE_URL"] = database_url
+        _check_proxy_options(proxy_headers, forwarded_allow_ips)
         manifest = load_manifest(_manifest_path(manifest_path))
         _check_ports(manifest)
         # Built here even with several workers: a bad manifest or app fails
@@ -103,6 +129,9 @@ def serve(
         "log_level": log_level,
         "lifespan": "on",
         "http": PROTOCOL,
+        "proxy_headers": proxy_headers,
+        "forwarded_allow_ips": forwarded_allow_ips,
+        "timeout_keep_alive": timeout_keep_alive,
     }
     if workers == 1:
         _run_one(app, options)
@@ -234,6 +263,21 @@ def _run_one(app: HybridApp, options: dict[str, Any]) -> None:
         server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+def _check_proxy_options(proxy_headers: bool, forwarded_allow_ips: str | None) -> None:
+    """Refuse trusted proxies given on the command line while proxy headers are off.
+
+    gunicorn reads X-Forwarded-Proto from ``--forwarded-allow-ips`` without being
+    asked; here nothing is read without ``--proxy-headers``, so the option alone
+    would do nothing. FORWARDED_ALLOW_IPS in the environment is no such mistake.
+    """
+    given = click.get_current_context().get_parameter_source("forwarded_allow_ips")
+    if forwarded_allow_ips and not proxy_headers and given is ParameterSource.COMMANDLINE:
+        raise ConfigurationError(
+            "--forwarded-allow-ips does nothing while proxy headers are off: "
+            "add --proxy-headers, or drop --forwarded-allow-ips"
+        )
 
 
 def _check_port_free(host: str, port: int) -> None:

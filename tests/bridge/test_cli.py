@@ -486,6 +486,8 @@ def test_serve_hands_uvicorn_the_production_defaults(project: Project, handed: H
     assert config is not None
     assert config.http == PROTOCOL
     assert handed.environ[HEADER_TIMEOUT_ENV] == "60.0"
+    assert config.proxy_headers is False
+    assert config.timeout_keep_alive == 5
 
 
 @pytest.mark.parametrize(
@@ -509,6 +511,18 @@ def test_header_timeout_comes_from_the_option_then_the_manifest(
     assert handed.environ[HEADER_TIMEOUT_ENV] == seconds
 
 
+def test_serve_options_reach_uvicorn(project: Project, handed: Handed) -> None:
+    options = ["--proxy-headers", "--forwarded-allow-ips", "10.0.0.0/8,192.0.2.1"]
+    result = invoke("serve", "--port", "0", *options, "--timeout-keep-alive", "75")
+
+    assert result.exit_code == 0, result.output
+    config = handed.config
+    assert config is not None
+    assert config.proxy_headers is True
+    assert config.forwarded_allow_ips == "10.0.0.0/8,192.0.2.1"
+    assert config.timeout_keep_alive == 75
+
+
 def test_workers_get_the_same_options(project: Project, handed: Handed) -> None:
     result = invoke("serve", "--port", "0", "--workers", "2", "--header-timeout", "3")
 
@@ -516,4 +530,24 @@ def test_workers_get_the_same_options(project: Project, handed: Handed) -> None:
     assert handed.run is not None
     assert handed.run["workers"] == 2
     assert handed.run["http"] == PROTOCOL
+    assert handed.run["proxy_headers"] is False
     assert handed.environ[HEADER_TIMEOUT_ENV] == "3.0"  # what the worker processes read
+
+
+def test_forwarded_allow_ips_without_proxy_headers_is_one_line_and_exit_2(
+    project: Project, handed: Handed
+) -> None:
+    result = invoke("serve", "--forwarded-allow-ips", "10.0.0.1")
+
+    assert_config_error(result, "--forwarded-allow-ips does nothing", "add --proxy-headers")
+    assert handed.config is None
+
+
+def test_forwarded_allow_ips_from_the_environment_alone_is_no_error(
+    project: Project, handed: Handed
+) -> None:
+    result = invoke("serve", "--port", "0", env={"FORWARDED_ALLOW_IPS": "10.0.0.1"})
+
+    assert result.exit_code == 0, result.output
+    assert handed.config is not None
+    assert handed.config.proxy_headers is False

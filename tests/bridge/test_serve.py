@@ -95,6 +95,8 @@ MANIFEST = """
     fastapi = "{ported}:app"
 """
 
+FORWARDED = {"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "https"}
+
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
@@ -143,6 +145,43 @@ def read_until_closed(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def test_proxy_headers_are_ignored_by_default(project: Project, table: str) -> None:
+    database_url = f"sqlite:///{project.folder}/notes.sqlite3"
+    env = {"NOTES_TABLE": table, "FORWARDED_ALLOW_IPS": "*"}  # trusted, yet off
+    with serving(project, database_url, env=env, ready="/client") as (http, _served):
+        legacy = http.get("/client", headers=FORWARDED).json()
+        ported = http.get("/async/client", headers=FORWARDED).json()
+
+    assert legacy == {"address": "127.0.0.1", "scheme": "http"}
+    assert ported == {"address": "127.0.0.1", "scheme": "http"}
+
+
+def test_proxy_headers_from_a_trusted_proxy_set_client_and_scheme_on_both_sides(
+    project: Project, table: str
+) -> None:
+    database_url = f"sqlite:///{project.folder}/notes.sqlite3"
+    options = ["--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"]
+    env = {"NOTES_TABLE": table}
+    with serving(project, database_url, *options, env=env, ready="/client") as (http, _served):
+        legacy = http.get("/client", headers=FORWARDED).json()
+        ported = http.get("/async/client", headers=FORWARDED).json()
+
+    assert legacy == {"address": "1.2.3.4", "scheme": "https"}
+    assert ported == {"address": "1.2.3.4", "scheme": "https"}
+
+
+def test_proxy_headers_from_an_untrusted_peer_are_ignored(project: Project, table: str) -> None:
+    database_url = f"sqlite:///{project.folder}/notes.sqlite3"
+    options = ["--proxy-headers", "--forwarded-allow-ips", "10.1.2.3"]
+    env = {"NOTES_TABLE": table}
+    with serving(project, database_url, *options, env=env, ready="/client") as (http, _served):
+        legacy = http.get("/client", headers=FORWARDED).json()
+        ported = http.get("/async/client", headers=FORWARDED).json()
+
+    assert legacy == {"address": "127.0.0.1", "scheme": "http"}
+    assert ported == {"address": "127.0.0.1", "scheme": "http"}
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
