@@ -7,6 +7,7 @@ runs, so ``--help`` and a missing manifest answer without loading them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -32,6 +33,25 @@ if TYPE_CHECKING:
 DEFAULT_MANIFEST = "migration.toml"
 EXIT_CONFIG_ERROR = 2
 STARTUP_FAILURE = 3  # uvicorn's status when the app fails to start
+
+# Session keys published in documentation or in this repository: anyone can sign
+# a session cookie with them. Flask's tutorial ("dev"), its quickstart and its
+# configuration page, the demo's own key, and the placeholder an earlier
+# docker-compose.yml of this repository set.
+PUBLIC_SECRET_KEYS: frozenset[str | bytes] = frozenset(
+    {
+        "dev",
+        b'_5#y2L"F4Q8z\n\xec]/',
+        "192b9bdd22ab9ed4d12e236c78afcb9a393ec15f71bbf5dc987d54727823bcbf",
+        "flask2fastapi-dev-only-secret-key",
+        "change-me-to-the-flask-apps-secret-key",
+    }
+)
+DEVELOPMENT_KEY_WARNING = (
+    "WARNING: serving with a published development SECRET_KEY, as [bridge] "
+    "allow_development_key allows: anyone who can reach this server can sign a session "
+    "cookie and act as any user. Set SECRET_KEY before anyone else can connect."
+)
 
 manifest_option = click.option(
     "--manifest",
@@ -114,6 +134,7 @@ def serve(
         # being created) happens once, not once per worker.
         app = build_hybrid(manifest)
         try:
+            _check_secret_keys(app, manifest.options.allow_development_key, host)
             _check_port_free(host, port)
         finally:
             if workers > 1:
@@ -278,6 +299,68 @@ def _check_proxy_options(proxy_headers: bool, forwarded_allow_ips: str | None) -
             "--forwarded-allow-ips does nothing while proxy headers are off: "
             "add --proxy-headers, or drop --forwarded-allow-ips"
         )
+
+
+def _check_secret_keys(app: HybridApp, allow_development_key: bool, host: str) -> None:
+    """Refuse to serve session cookies anyone can sign; warn when the manifest allows it.
+
+    The Flask app's ``SECRET_KEY`` and its fallbacks sign and verify the session
+    cookie, and so does every :class:`FlaskSessionMiddleware` of the FastAPI
+    app. A missing key is always refused. A published development key is
+    refused unless the manifest sets ``allow_development_key`` and the server
+    listens on a loopback address, where only this machine can send a cookie.
+    """
+    keys = _session_keys(app)
+    if not keys[0]:
+        raise ConfigurationError(
+            "the Flask app has no SECRET_KEY: give it the key it has in production "
+            "(the demo reads the SECRET_KEY environment variable)"
+        )
+    public = [key for key in keys if _is_public(key)]
+    if not public:
+        return
+    if not allow_development_key:
+        raise ConfigurationError(
+            f"the session key {public[0]!r} is a published development key: anyone "
+            "can sign a session cookie with it: set the app's SECRET_KEY to a secret "
+            "(python -c 'import secrets; print(secrets.token_hex())')"
+        )
+    if not _is_loopback(host):
+        raise ConfigurationError(
+            f"the session key {public[0]!r} is a published development key, allowed "
+            f"by [bridge] allow_development_key on a loopback --host only, not on {host}: "
+            "set the app's SECRET_KEY to a secret"
+        )
+    click.secho(DEVELOPMENT_KEY_WARNING, err=True, fg="red", bold=True)
+
+
+def _session_keys(app: HybridApp) -> list[str | bytes]:
+    """The Flask app's ``SECRET_KEY`` first, then every other key that verifies cookies."""
+    from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionMiddleware
+
+    config = app.flask_app.config
+    keys: list[str | bytes] = [config.get("SECRET_KEY") or ""]
+    keys += config.get("SECRET_KEY_FALLBACKS") or []
+    for factory, args, kwargs in app.fastapi_app.user_middleware:
+        if factory is FlaskSessionMiddleware:
+            cookie: FlaskSessionConfig = kwargs.get("config") or args[0]
+            keys += [cookie.secret_key, *cookie.secret_key_fallbacks]
+    return keys
+
+
+def _is_public(key: str | bytes) -> bool:
+    from itsdangerous.encoding import want_bytes  # how the signer reads a key
+
+    return want_bytes(key) in {want_bytes(public) for public in PUBLIC_SECRET_KEYS}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -478,6 +478,135 @@ def handed(monkeypatch: pytest.MonkeyPatch) -> Iterator[Handed]:
     signal.signal(signal.SIGTERM, sigterm)  # serve installs its own
 
 
+# A Flask app with a given key, and a FastAPI app whose session middleware has one.
+KEYED_LEGACY = """
+    from flask import Flask
+
+    def create_app():
+        app = Flask(__name__)
+        app.secret_key = {key!r}
+        app.config["SECRET_KEY_FALLBACKS"] = {fallbacks!r}
+        return app
+"""
+KEYED_PORT = """
+    from fastapi import FastAPI
+
+    from bridge import FlaskSessionConfig, FlaskSessionMiddleware
+
+    app = FastAPI()
+    app.add_middleware(FlaskSessionMiddleware, config=FlaskSessionConfig(secret_key={key!r}))
+"""
+KEYED_MANIFEST = """
+    [apps]
+    flask = "{legacy}:create_app"
+    fastapi = "{ported}:app"
+"""
+FLASK_DOCS_KEY = b'_5#y2L"F4Q8z\n\xec]/'  # Flask's quickstart
+
+
+def keyed_apps(
+    project: Project,
+    key: str | bytes,
+    *,
+    fallbacks: list[str] | None = None,
+    port_key: str = TEST_SECRET_KEY,
+    bridge: str = "",
+) -> None:
+    """Point the project's manifest at apps signing sessions with these keys."""
+    legacy, ported = f"{project.legacy}_keyed", f"{project.ported}_keyed"
+    (project.folder / f"{legacy}.py").write_text(
+        textwrap.dedent(KEYED_LEGACY.format(key=key, fallbacks=fallbacks or [])), encoding="utf-8"
+    )
+    (project.folder / f"{ported}.py").write_text(
+        textwrap.dedent(KEYED_PORT.format(key=port_key)), encoding="utf-8"
+    )
+    project.write_manifest(KEYED_MANIFEST.format(legacy=legacy, ported=ported) + bridge)
+
+
+@pytest.mark.parametrize("secret_key", [None, ""], ids=["unset", "empty"])
+def test_serve_refuses_a_flask_app_without_a_secret_key(
+    project: Project, handed: Handed, secret_key: str | None
+) -> None:
+    result = invoke("serve", env={"SECRET_KEY": secret_key})
+
+    assert_config_error(result, "the Flask app has no SECRET_KEY", "SECRET_KEY environment")
+    assert handed.config is None
+
+
+@pytest.mark.parametrize(
+    ("keys", "shown"),
+    [
+        pytest.param({"key": "dev"}, "'dev'", id="flask-tutorial"),
+        pytest.param({"key": FLASK_DOCS_KEY}, "b'_5#y2L", id="flask-quickstart"),
+        pytest.param(
+            {"key": "192b9bdd22ab9ed4d12e236c78afcb9a393ec15f71bbf5dc987d54727823bcbf"},
+            "'192b9bdd",
+            id="flask-config-docs",
+        ),
+        pytest.param({"key": "flask2fastapi-dev-only-secret-key"}, "'flask2fastapi-", id="demo"),
+        pytest.param(
+            {"key": "change-me-to-the-flask-apps-secret-key"}, "'change-me", id="old-compose"
+        ),
+        pytest.param({"key": b"dev"}, "b'dev'", id="as-bytes"),
+        pytest.param({"key": TEST_SECRET_KEY, "fallbacks": ["dev"]}, "'dev'", id="fallback"),
+        pytest.param({"key": TEST_SECRET_KEY, "port_key": "dev"}, "'dev'", id="port-middleware"),
+    ],
+)
+def test_serve_refuses_a_published_development_key(
+    project: Project, handed: Handed, keys: dict[str, Any], shown: str
+) -> None:
+    keyed_apps(project, **keys)
+
+    result = invoke("serve")
+
+    assert_config_error(result, f"the session key {shown}", "published development key")
+    assert "set the app's SECRET_KEY to a secret" in result.stderr
+    assert handed.config is None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_allow_development_key_serves_on_loopback_with_a_loud_warning(
+    project: Project, handed: Handed, host: str
+) -> None:
+    keyed_apps(project, "dev", bridge="[bridge]\nallow_development_key = true\n")
+
+    result = invoke("serve", "--host", host, "--port", "0")
+
+    assert result.exit_code == 0, result.output
+    assert handed.config is not None
+    assert result.stderr.startswith("WARNING: serving with a published development SECRET_KEY")
+    assert "anyone who can reach this server can sign a session cookie" in result.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "shop.example"])
+def test_allow_development_key_is_refused_off_loopback(
+    project: Project, handed: Handed, host: str
+) -> None:
+    keyed_apps(project, "dev", bridge="[bridge]\nallow_development_key = true\n")
+
+    result = invoke("serve", "--host", host)
+
+    assert_config_error(result, "allow_development_key on a loopback --host only", f"not on {host}")
+    assert handed.config is None
+
+
+def test_allow_development_key_does_not_excuse_a_missing_key(
+    project: Project, handed: Handed
+) -> None:
+    keyed_apps(project, "", bridge="[bridge]\nallow_development_key = true\n")
+
+    assert_config_error(invoke("serve"), "the Flask app has no SECRET_KEY")
+    assert handed.config is None
+
+
+def test_serve_with_a_secret_key_says_nothing_about_it(project: Project, handed: Handed) -> None:
+    result = invoke("serve", "--port", "0")
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert handed.config is not None
+
+
 def test_serve_hands_uvicorn_the_production_defaults(project: Project, handed: Handed) -> None:
     result = invoke("serve", "--port", "0")
 
