@@ -12,4 +12,8 @@ COPY shop ./shop
 COPY legacy_flask_app ./legacy_flask_app
 COPY async_app ./async_app
 EXPOSE 8000
+# No SECRET_KEY here: give the Flask app's key when the container runs
+# (docker run -e SECRET_KEY=...). Without one, serve exits with status 2 before
+# it listens; the demo's published key is refused on 0.0.0.0.
+# serve exits 0 after a graceful stop on SIGTERM (docker stop).
 CMD ["flask2fastapi", "serve", "--host", "0.0.0.0", "--port", "8000", "--manifest", "/app/migration.toml"]

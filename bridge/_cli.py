@@ -7,26 +7,51 @@ runs, so ``--help`` and a missing manifest answer without loading them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from bridge._exceptions import BridgeError, ConfigurationError, ManifestError
 from bridge._serving.manifest import Manifest, load_manifest
 from bridge._shadow.cases import load_cases
 
 if TYPE_CHECKING:
+    from bridge._serving.hybrid import HybridApp
     from bridge._serving.routing import RouteTable
 
 DEFAULT_MANIFEST = "migration.toml"
 EXIT_CONFIG_ERROR = 2
+STARTUP_FAILURE = 3  # uvicorn's status when the app fails to start
+
+# Session keys published in documentation or in this repository: anyone can sign
+# a session cookie with them. Flask's tutorial ("dev"), its quickstart and its
+# configuration page, the demo's own key, and the placeholder an earlier
+# docker-compose.yml of this repository set.
+PUBLIC_SECRET_KEYS: frozenset[str | bytes] = frozenset(
+    {
+        "dev",
+        b'_5#y2L"F4Q8z\n\xec]/',
+        "192b9bdd22ab9ed4d12e236c78afcb9a393ec15f71bbf5dc987d54727823bcbf",
+        "flask2fastapi-dev-only-secret-key",
+        "change-me-to-the-flask-apps-secret-key",
+    }
+)
+DEVELOPMENT_KEY_WARNING = (
+    "WARNING: serving with a published development SECRET_KEY, as [bridge] "
+    "allow_development_key allows: anyone who can reach this server can sign a session "
+    "cookie and act as any user. Set SECRET_KEY before anyone else can connect."
+)
 
 manifest_option = click.option(
     "--manifest",
@@ -54,6 +79,34 @@ def main() -> None:
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
+@click.option(
+    "--proxy-headers/--no-proxy-headers",
+    default=False,
+    show_default=True,
+    help="Take the client address and scheme from X-Forwarded-For and X-Forwarded-Proto "
+    "when the peer is one of --forwarded-allow-ips.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    envvar="FORWARDED_ALLOW_IPS",
+    help="Comma-separated addresses or networks of the proxies to trust, or '*'; "
+    "default $FORWARDED_ALLOW_IPS, else 127.0.0.1,::1.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0, min_open=True),
+    metavar="SECONDS",
+    help="Seconds a client has to send a request's headers, then 408; "
+    "default [bridge] header_timeout, else 60.",
+)
+@click.option(
+    "--timeout-keep-alive",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1),
+    metavar="SECONDS",
+    help="Seconds an idle connection is kept open for the next request.",
+)
 def serve(
     host: str,
     port: int,
@@ -61,35 +114,52 @@ def serve(
     manifest_path: str | None,
     database_url: str | None,
     log_level: str,
+    proxy_headers: bool,
+    forwarded_allow_ips: str | None,
+    header_timeout: float | None,
+    timeout_keep_alive: int,
 ) -> None:
     """Run the hybrid server with uvicorn."""
-    import uvicorn
-
     from bridge._serving.hybrid import MANIFEST_ENV, build_hybrid
+    from bridge._serving.protocol import HEADER_TIMEOUT_ENV, PROTOCOL
 
     with _config_errors():
         if database_url:
             os.environ["DATABASE_URL"] = database_url
+        _check_proxy_options(proxy_headers, forwarded_allow_ips)
         manifest = load_manifest(_manifest_path(manifest_path))
         _check_ports(manifest)
         # Built here even with several workers: a bad manifest or app fails
         # before the port is bound, and the apps' first start (a demo database
         # being created) happens once, not once per worker.
         app = build_hybrid(manifest)
-        _check_port_free(host, port)
+        try:
+            _check_secret_keys(app, manifest.options.allow_development_key, host)
+            _check_port_free(host, port)
+        finally:
+            if workers > 1:
+                app.close()  # the workers build their own: the parent keeps no connection
+    # Workers are new processes: what they read, they read from the environment.
     os.environ[MANIFEST_ENV] = str(manifest.path)
+    os.environ[HEADER_TIMEOUT_ENV] = str(
+        manifest.options.header_timeout if header_timeout is None else header_timeout
+    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "lifespan": "on",
+        "http": PROTOCOL,
+        "proxy_headers": proxy_headers,
+        "forwarded_allow_ips": forwarded_allow_ips,
+        "timeout_keep_alive": timeout_keep_alive,
+    }
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, lifespan="on")
+        _run_one(app, options)
     else:
-        uvicorn.run(
-            "bridge._serving.hybrid:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            lifespan="on",
-        )
+        import uvicorn
+
+        uvicorn.run("bridge._serving.hybrid:app_from_env", factory=True, workers=workers, **options)
 
 
 @main.command()
@@ -188,8 +258,109 @@ def route_table(manifest: Manifest) -> RouteTable:
     from bridge._serving.hybrid import build_hybrid
 
     hybrid = build_hybrid(manifest)
-    hybrid.legacy.shutdown()
+    hybrid.close()
     return hybrid.routes
+
+
+def _run_one(app: HybridApp, options: dict[str, Any]) -> None:
+    """Serve in this process as ``uvicorn.run`` does, except that a stop by SIGTERM exits 0.
+
+    uvicorn shuts down gracefully on SIGTERM, then raises the signal again with
+    the previous handler, so the process ends killed by it (status 143). A
+    supervisor reads that as a crash; gunicorn exits 0. The handler installed
+    here is that previous handler: it stops the server if the signal comes
+    before uvicorn listens for it, and does nothing once the server is stopping.
+    """
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if not server.should_exit:
+            server.handle_exit(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    with suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has stopped gracefully
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def _check_proxy_options(proxy_headers: bool, forwarded_allow_ips: str | None) -> None:
+    """Refuse trusted proxies given on the command line while proxy headers are off.
+
+    gunicorn reads X-Forwarded-Proto from ``--forwarded-allow-ips`` without being
+    asked; here nothing is read without ``--proxy-headers``, so the option alone
+    would do nothing. FORWARDED_ALLOW_IPS in the environment is no such mistake.
+    """
+    given = click.get_current_context().get_parameter_source("forwarded_allow_ips")
+    if forwarded_allow_ips and not proxy_headers and given is ParameterSource.COMMANDLINE:
+        raise ConfigurationError(
+            "--forwarded-allow-ips does nothing while proxy headers are off: "
+            "add --proxy-headers, or drop --forwarded-allow-ips"
+        )
+
+
+def _check_secret_keys(app: HybridApp, allow_development_key: bool, host: str) -> None:
+    """Refuse to serve session cookies anyone can sign; warn when the manifest allows it.
+
+    The Flask app's ``SECRET_KEY`` and its fallbacks sign and verify the session
+    cookie, and so does every :class:`FlaskSessionMiddleware` of the FastAPI
+    app. A missing key is always refused. A published development key is
+    refused unless the manifest sets ``allow_development_key`` and the server
+    listens on a loopback address, where only this machine can send a cookie.
+    """
+    keys = _session_keys(app)
+    if not keys[0]:
+        raise ConfigurationError(
+            "the Flask app has no SECRET_KEY: give it the key it has in production "
+            "(the demo reads the SECRET_KEY environment variable)"
+        )
+    public = [key for key in keys if _is_public(key)]
+    if not public:
+        return
+    if not allow_development_key:
+        raise ConfigurationError(
+            f"the session key {public[0]!r} is a published development key: anyone "
+            "can sign a session cookie with it: set the app's SECRET_KEY to a secret "
+            "(python -c 'import secrets; print(secrets.token_hex())')"
+        )
+    if not _is_loopback(host):
+        raise ConfigurationError(
+            f"the session key {public[0]!r} is a published development key, allowed "
+            f"by [bridge] allow_development_key on a loopback --host only, not on {host}: "
+            "set the app's SECRET_KEY to a secret"
+        )
+    click.secho(DEVELOPMENT_KEY_WARNING, err=True, fg="red", bold=True)
+
+
+def _session_keys(app: HybridApp) -> list[str | bytes]:
+    """The Flask app's ``SECRET_KEY`` first, then every other key that verifies cookies."""
+    from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionMiddleware
+
+    config = app.flask_app.config
+    keys: list[str | bytes] = [config.get("SECRET_KEY") or ""]
+    keys += config.get("SECRET_KEY_FALLBACKS") or []
+    for factory, args, kwargs in app.fastapi_app.user_middleware:
+        if factory is FlaskSessionMiddleware:
+            cookie: FlaskSessionConfig = kwargs.get("config") or args[0]
+            keys += [cookie.secret_key, *cookie.secret_key_fallbacks]
+    return keys
+
+
+def _is_public(key: str | bytes) -> bool:
+    from itsdangerous.encoding import want_bytes  # how the signer reads a key
+
+    return want_bytes(key) in {want_bytes(public) for public in PUBLIC_SECRET_KEYS}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -11,7 +11,10 @@
    so chunked bodies reach Flask intact;
 4. tags the response with ``x-bridge-side`` unless told not to.
 
-Lifespan events go to the FastAPI app, which owns the async engine.
+Lifespan events go to the FastAPI app, which owns the async engine. When its
+shutdown is over, :meth:`HybridApp.close` stops the legacy side's threads and
+closes the Flask app's connections, so that a stopped server leaves no
+connection behind and SQLite folds its write-ahead log into the database file.
 """
 
 from __future__ import annotations
@@ -129,10 +132,21 @@ class HybridApp:
 
         return tagged
 
+    def close(self) -> None:
+        """Stop the legacy side's threads and close the Flask app's pooled connections.
+
+        The server calls it when it shuts down; call it yourself when you built
+        the hybrid only to inspect it. A request that comes later opens new
+        connections, so closing twice is harmless.
+        """
+        self.legacy.shutdown()
+        dispose_flask_engines(self.flask_app)
+
     def _on_lifespan(self, send: Send) -> Send:
         async def on_lifespan(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
-                self.legacy.shutdown()
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                # Closing a connection may wait on the network: off the event loop.
+                await anyio.to_thread.run_sync(self.close)
             await send(message)
 
         return on_lifespan
@@ -147,6 +161,21 @@ def build_hybrid(manifest: Manifest) -> HybridApp:
     flask_app = load_flask_app(manifest.flask_app, manifest.path)
     fastapi_app = load_fastapi_app(manifest.fastapi_app, manifest.path)
     return HybridApp(flask_app, fastapi_app, manifest)
+
+
+def dispose_flask_engines(flask_app: Flask) -> None:
+    """Close the pooled connections of every Flask-SQLAlchemy engine of *flask_app*.
+
+    Flask-SQLAlchemy never disposes its engines: a process that ends without this
+    leaves PostgreSQL to notice the dropped connections, and leaves SQLite's
+    committed rows in the ``-wal`` file instead of the database file.
+    """
+    extension = flask_app.extensions.get("sqlalchemy")
+    if extension is None:
+        return
+    with flask_app.app_context():
+        for engine in extension.engines.values():
+            engine.dispose()
 
 
 def app_from_env() -> HybridApp:

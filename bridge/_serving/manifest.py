@@ -10,6 +10,8 @@
     side_header = true
     wsgi_threads = 40
     max_body_size = 16777216
+    header_timeout = 60       # seconds
+    allow_development_key = false
 
     [routes]
     "GET /api/products" = "async"
@@ -28,6 +30,7 @@ Parsing does no I/O beyond reading the file and knows nothing of the apps;
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,6 +80,12 @@ class BridgeOptions:
     # gunicorn gthread deployment; 40 matches Starlette's own thread limiter.
     wsgi_threads: int = 40
     max_body_size: int = 16 * 1024 * 1024
+    # Seconds a client has to send a request's line and headers, as nginx's
+    # client_header_timeout; then 408 and the connection closes.
+    header_timeout: float = 60.0
+    # Serve a Flask app whose SECRET_KEY is a published development key, on a
+    # loopback address only and with a warning: the demo's manifest sets it.
+    allow_development_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,16 +210,33 @@ def _state(key: str, value: object) -> RouteState:
     raise ManifestError(f"route {key!r} has state {value!r}: use one of {choices}")
 
 
+_BRIDGE_KEYS = {
+    "side_header",
+    "wsgi_threads",
+    "max_body_size",
+    "header_timeout",
+    "allow_development_key",
+}
+
+
 def _options(table: Mapping[str, Any]) -> BridgeOptions:
-    _check_keys(table, {"side_header", "wsgi_threads", "max_body_size"}, "[bridge]")
-    side_header = table.get("side_header", BridgeOptions.side_header)
-    if not isinstance(side_header, bool):
-        raise ManifestError(f"[bridge] side_header must be true or false, got {side_header!r}")
+    _check_keys(table, _BRIDGE_KEYS, "[bridge]")
     return BridgeOptions(
-        side_header=side_header,
+        side_header=_bool(table, "side_header", BridgeOptions.side_header),
         wsgi_threads=_positive_int(table, "wsgi_threads", BridgeOptions.wsgi_threads),
         max_body_size=_positive_int(table, "max_body_size", BridgeOptions.max_body_size),
+        header_timeout=_positive_number(table, "header_timeout", BridgeOptions.header_timeout),
+        allow_development_key=_bool(
+            table, "allow_development_key", BridgeOptions.allow_development_key
+        ),
     )
+
+
+def _bool(table: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ManifestError(f"[bridge] {key} must be true or false, got {value!r}")
+    return value
 
 
 def _positive_int(table: Mapping[str, Any], key: str, default: int) -> int:
@@ -218,6 +244,13 @@ def _positive_int(table: Mapping[str, Any], key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ManifestError(f"[bridge] {key} must be a whole number above 0, got {value!r}")
     return value
+
+
+def _positive_number(table: Mapping[str, Any], key: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ManifestError(f"[bridge] {key} must be a number of seconds above 0, got {value!r}")
+    return float(value)
 
 
 def _table(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -9,9 +9,12 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from flask import Flask, jsonify, request
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import Engine, text
 from starlette.types import Message
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from bridge._porting.database import DatabaseSettings
 from bridge._serving.hybrid import HybridApp
 from bridge._serving.manifest import parse_manifest
 from tests.bridge.apps import SentMessages, http_scope
@@ -272,6 +275,65 @@ async def test_lifespan_is_forwarded_to_the_fastapi_app() -> None:
     with pytest.raises(RuntimeError):  # the legacy threads are stopped with the app
         pool.submit(int)
     assert hybrid.legacy._executor is None  # and start again if the app starts again
+
+
+async def run_lifespan(app: HybridApp) -> list[str]:
+    """Start *app* and shut it down as a server does; the message types it sent."""
+    incoming: list[Message] = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent = SentMessages()
+
+    async def receive() -> Message:
+        return incoming.pop(0)
+
+    with anyio.fail_after(5):
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, sent)
+    return [m["type"] for m in sent.messages]
+
+
+def pooled(engine: Engine) -> int:
+    """Connections open and idle in *engine*'s pool."""
+    return int(engine.pool.checkedin())  # type: ignore[attr-defined]
+
+
+async def test_shutdown_closes_every_flask_sqlalchemy_engine(
+    database_settings: DatabaseSettings, tables: Engine
+) -> None:
+    flask_app = Flask(__name__)
+    flask_app.config.update(database_settings.flask_config())
+    flask_app.config["SQLALCHEMY_BINDS"] = {"reports": flask_app.config["SQLALCHEMY_DATABASE_URI"]}
+    db = SQLAlchemy(flask_app)
+    with flask_app.app_context():
+        engines = list(db.engines.values())
+        for engine in engines:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+    assert [pooled(engine) for engine in engines] == [1, 1]
+    hybrid = HybridApp(flask_app, FastAPI(), parse_manifest(""))
+
+    sent = await run_lifespan(hybrid)
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert [pooled(engine) for engine in engines] == [0, 0]
+
+
+async def test_close_disposes_the_flask_engines_and_stops_the_legacy_threads(
+    database_settings: DatabaseSettings, tables: Engine
+) -> None:
+    flask_app = Flask(__name__)
+    flask_app.config.update(database_settings.flask_config())
+    db = SQLAlchemy(flask_app)
+    with flask_app.app_context():
+        db.session.execute(text("SELECT 1"))
+        db.session.remove()
+        engine = db.engine
+    hybrid = HybridApp(flask_app, FastAPI(), parse_manifest(""))
+    threads = hybrid.legacy.executor
+
+    hybrid.close()
+
+    assert pooled(engine) == 0
+    with pytest.raises(RuntimeError):
+        threads.submit(int)
 
 
 async def test_wsgi_threads_option_sizes_the_legacy_pool() -> None:

@@ -105,6 +105,17 @@ def test_empty_manifest_has_the_documented_defaults() -> None:
     assert manifest.options.side_header is True
     assert manifest.options.wsgi_threads == 40
     assert manifest.options.max_body_size == 16 * 1024 * 1024
+    assert manifest.options.header_timeout == 60.0
+    assert manifest.options.allow_development_key is False
+
+
+def test_server_options_are_read_from_the_bridge_table() -> None:
+    options = parse_manifest(
+        "[bridge]\nheader_timeout = 2.5\nallow_development_key = true\n"
+    ).options
+
+    assert options == BridgeOptions(header_timeout=2.5, allow_development_key=True)
+    assert parse_manifest("[bridge]\nheader_timeout = 30\n").options.header_timeout == 30.0
 
 
 def test_partial_bridge_table_keeps_the_other_defaults() -> None:
@@ -158,6 +169,18 @@ def test_load_manifest_reads_the_file_and_keeps_its_path(tmp_path: Path) -> None
         pytest.param("[bridge]\nwsgi_threads = 0\n", "wsgi_threads must be", id="zero"),
         pytest.param("[bridge]\nmax_body_size = 1.5\n", "max_body_size must be", id="float"),
         pytest.param("[bridge]\nmax_body_size = '1M'\n", "max_body_size must be", id="string"),
+        pytest.param(
+            "[bridge]\nheader_timeout = 0\n", "header_timeout must be a number of seconds", id="ht0"
+        ),
+        pytest.param("[bridge]\nheader_timeout = -1.5\n", "header_timeout must be", id="ht-neg"),
+        pytest.param("[bridge]\nheader_timeout = inf\n", "header_timeout must be", id="ht-inf"),
+        pytest.param("[bridge]\nheader_timeout = nan\n", "header_timeout must be", id="ht-nan"),
+        pytest.param("[bridge]\nheader_timeout = '60s'\n", "header_timeout must be", id="ht-str"),
+        pytest.param(
+            "[bridge]\nallow_development_key = 1\n",
+            "allow_development_key must be true or false",
+            id="adk-int",
+        ),
         pytest.param(
             '[routes]\n"GET /x" = { state = "async", ignore = ["items[0"] }\n',
             "items[0",
