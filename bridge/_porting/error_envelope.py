@@ -29,6 +29,7 @@ from werkzeug.exceptions import default_exceptions
 from werkzeug.http import HTTP_STATUS_CODES
 
 from bridge._exceptions import PageNotFound
+from bridge._porting.db_errors import is_bad_value, is_database_unavailable
 from bridge._porting.responses import FlaskJSONResponse as JSONResponse
 
 logger = logging.getLogger("flask2fastapi")
@@ -68,8 +69,10 @@ def install_error_envelope(
     Covers ``HTTPException`` (raised by routes, and Starlette's own 404 and
     405), request validation errors (400, as Flask answers bad input, never
     422), pages past the end (404), a database pool that stays exhausted for
-    ``pool_timeout`` (503 with ``Retry-After``) and any other exception (500,
-    logged with its traceback).
+    ``pool_timeout`` or a database that cannot be reached (503 with
+    ``Retry-After``; see :func:`~bridge.is_database_unavailable`), a value the
+    database refused (400, :func:`~bridge.is_bad_value`) and any other
+    exception (500, logged with its traceback).
     """
 
     defaults = dict(messages or {})
@@ -98,6 +101,12 @@ def install_error_envelope(
         return respond(503, None, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     def unhandled(scope: Scope, exc: Exception) -> Response:
+        if is_database_unavailable(exc):
+            logger.warning("database unavailable: %s", exc)
+            return respond(503, None, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        if is_bad_value(exc):
+            logger.warning("the database refused a value of the request: %s", exc)
+            return respond(400, None)
         _log_exception(scope, exc)
         return respond(500, None)
 
