@@ -8,6 +8,7 @@ raw sockets.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -45,11 +46,34 @@ class LiveServer:
     def connect(self, timeout: float = 10.0) -> socket.socket:
         return socket.create_connection((self.host, self.port), timeout=timeout)
 
-    def exchange(self, raw: bytes, timeout: float = 10.0) -> bytes:
+    def exchange(self, raw: bytes, timeout: float = 10.0) -> Exchange:
         """Send *raw* on a new connection and read until the server closes it."""
         with self.connect(timeout) as sock:
-            sock.sendall(raw)
+            # The server may answer and close before it has read all of *raw*.
+            with contextlib.suppress(ConnectionResetError):
+                sock.sendall(raw)
             return read_until_closed(sock)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What the server sent on one connection, and whether it closed the connection."""
+
+    data: bytes
+    closed: bool
+
+    @property
+    def status(self) -> int:
+        return int(self.data.split(b" ", 2)[1])
+
+    @property
+    def body(self) -> bytes:
+        return self.data.partition(b"\r\n\r\n")[2]
+
+    def header(self, name: str) -> str | None:
+        head = self.data.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]
+        pairs = (line.partition(":") for line in head)
+        return next((v.strip() for k, _, v in pairs if k.strip().lower() == name.lower()), None)
 
 
 @dataclass(frozen=True)
@@ -90,15 +114,18 @@ def read_responses(sock: socket.socket, count: int) -> list[RawResponse]:
     return responses
 
 
-def read_until_closed(sock: socket.socket) -> bytes:
-    """Everything the server sends until it closes the connection (or the timeout)."""
+def read_until_closed(sock: socket.socket) -> Exchange:
+    """Everything the server sends until it closes the connection, or the timeout."""
     chunks = []
+    closed = True
     try:
         while chunk := sock.recv(65536):
             chunks.append(chunk)
-    except TimeoutError:
+    except ConnectionResetError:
         pass
-    return b"".join(chunks)
+    except TimeoutError:
+        closed = False
+    return Exchange(b"".join(chunks), closed)
 
 
 # The loggers a server run writes to: uvicorn's (uvicorn.error propagates to
