@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,13 +31,14 @@ from bridge._porting.database import DatabaseSettings
 from bridge._porting.repository import run_sync
 from bridge._porting.sessions import FlaskSessionCookie
 from bridge._serving.hybrid import HybridApp
-from bridge._serving.manifest import Manifest, RouteKey, RouteState
+from bridge._serving.manifest import Manifest, RouteKey, RouteState, load_manifest
 from legacy_flask_app.extensions import db
 from shop.errors import POOL_TIMEOUT_MESSAGE
 from shop.models import Base
 from shop.seed import DEMO_PASSWORD, seed
 from tests.conftest import ON_POSTGRES, TEST_DATABASE_URL
 from tests.drivers import CLOSED_PORT_URL, aiosqlite_threads_stopped, terminate_backend
+from tests.live_server import HTTPImplementation, live_server
 
 from .conftest import BASE_URL, SECRET_KEY, table_rows
 
@@ -491,3 +494,95 @@ async def test_a_backend_terminated_mid_request_is_503_and_writes_nothing(
 
     assert_unavailable(answers)
     assert table_rows(sync_engine) == before
+
+
+# ---------------------------------------------------------------- malformed HTTP
+
+
+@pytest.fixture
+def live_hybrid(database_settings: DatabaseSettings, reset_database: Any) -> Iterator[HybridApp]:
+    """The demo's hybrid with apps of its own: uvicorn runs their lifespan in its loop."""
+    legacy, ported = demo_apps(database_settings)
+    yield HybridApp(legacy, ported, load_manifest(async_app.DEMO_MANIFEST))
+    with legacy.app_context():
+        db.engine.dispose()
+
+
+UVICORN_400 = b"Invalid HTTP request received."
+LOGIN = b"POST /api/auth/login HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n"
+JSON = b"Content-Type: application/json\r\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Malformed:
+    """A malformed request and what uvicorn with each HTTP parser answers.
+
+    ``None``: the server's own plain-text 400, connection closed. A number:
+    the parser let the request through and the app answered it in the
+    envelope. migration_guide/05-behaviour-differences.md has the table.
+    """
+
+    request: bytes
+    httptools: int | None = None
+    h11: int | None = None
+
+
+MALFORMED = {
+    "content-length-not-a-number": Malformed(LOGIN + JSON + b"Content-Length: abc\r\n\r\n{}"),
+    "content-length-negative": Malformed(LOGIN + JSON + b"Content-Length: -1\r\n\r\n{}"),
+    "content-length-twice-differing": Malformed(
+        LOGIN + JSON + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}x"
+    ),
+    "content-length-twice-same": Malformed(
+        LOGIN + JSON + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}", h11=400
+    ),
+    "content-length-and-chunked": Malformed(
+        LOGIN
+        + JSON
+        + b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+        h11=400,
+    ),
+    "url-of-100-kb": Malformed(
+        b"GET /api/products?q=" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: shop\r\n"
+        b"Connection: close\r\n\r\n",
+        h11=400,
+    ),
+    "path-not-utf-8": Malformed(
+        b"GET /api/products/sku/\xff\xfe HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"
+    ),
+    "query-not-utf-8": Malformed(
+        b"GET /api/products?q=\xff HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"
+    ),
+    "legacy-path-not-utf-8": Malformed(
+        b"GET /api/health\xff HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"
+    ),
+    "unknown-method": Malformed(
+        b"BREW /api/products HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n", h11=405
+    ),
+    "unknown-method-legacy": Malformed(
+        b"BREW /api/health HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n", h11=405
+    ),
+}
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_malformed_http_gets_the_servers_400_or_the_apps_answer_never_a_500(
+    live_hybrid: HybridApp, http: HTTPImplementation
+) -> None:
+    answers = {}
+    with live_server(live_hybrid, http=http) as server:
+        for name, case in MALFORMED.items():
+            answers[name] = server.exchange(case.request)
+        tracebacks = server.log.tracebacks()
+        errors = [r.getMessage() for r in server.log.records if r.levelno >= logging.ERROR]
+
+    assert (tracebacks, errors) == ([], [])
+    for name, case in MALFORMED.items():
+        answer, expected = answers[name], getattr(case, http)
+        assert answer.closed, name
+        if expected is None:
+            assert (answer.status, answer.body) == (400, UVICORN_400), name
+            assert answer.header("connection") == "close", name
+        else:
+            assert answer.status == expected, (name, answer.data[:300])
+            assert json.loads(answer.body)["error"]["code"] == expected, name
