@@ -31,7 +31,7 @@ from bridge._porting.database import DatabaseSettings
 from bridge._porting.repository import run_sync
 from bridge._porting.sessions import FlaskSessionCookie
 from bridge._serving.hybrid import HybridApp
-from bridge._serving.manifest import Manifest, RouteKey, RouteState, load_manifest
+from bridge._serving.manifest import Manifest, RouteKey, RouteState
 from legacy_flask_app.extensions import db
 from shop.errors import POOL_TIMEOUT_MESSAGE
 from shop.models import Base
@@ -500,10 +500,12 @@ async def test_a_backend_terminated_mid_request_is_503_and_writes_nothing(
 
 
 @pytest.fixture
-def live_hybrid(database_settings: DatabaseSettings, reset_database: Any) -> Iterator[HybridApp]:
+def live_hybrid(
+    database_settings: DatabaseSettings, reset_database: Any, manifest: Manifest
+) -> Iterator[HybridApp]:
     """The demo's hybrid with apps of its own: uvicorn runs their lifespan in its loop."""
     legacy, ported = demo_apps(database_settings)
-    yield HybridApp(legacy, ported, load_manifest(async_app.DEMO_MANIFEST))
+    yield HybridApp(legacy, ported, manifest)
     with legacy.app_context():
         db.engine.dispose()
 
