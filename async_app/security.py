@@ -8,13 +8,15 @@ from fastapi import Depends, HTTPException, Request
 
 from bridge import DbSession, run_async
 from shop import repositories as repo
+from shop import validation
 from shop.errors import ADMIN_ONLY, LOGIN_REQUIRED
 from shop.models import User
 
 
 async def load_current_user(request: Request, session: DbSession) -> None:
-    """Set ``request.state.user`` from the Flask session's ``user_id``."""
-    user_id = request.session.get("user_id")
+    """Set ``request.state.user`` from the Flask session's ``user_id``; a value that
+    is not an id is logged out, as on the legacy side."""
+    user_id = validation.session_user_id(request.session.get("user_id"))
     user = None if user_id is None else await run_async(session, repo.user_by_id(user_id))
     request.state.user = user
 

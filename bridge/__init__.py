@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from bridge._porting.asyncdb import DbSession as DbSession
     from bridge._porting.database import DatabaseSettings as DatabaseSettings
     from bridge._porting.database import configure_sqlite as configure_sqlite
+    from bridge._porting.db_errors import is_bad_value as is_bad_value
+    from bridge._porting.db_errors import is_database_unavailable as is_database_unavailable
     from bridge._porting.error_envelope import install_error_envelope as install_error_envelope
     from bridge._porting.pagination import Page as Page
     from bridge._porting.pagination import page_args as page_args
@@ -88,6 +90,8 @@ _MODULES = {
     "DbSession": "bridge._porting.asyncdb",
     "DatabaseSettings": "bridge._porting.database",
     "configure_sqlite": "bridge._porting.database",
+    "is_bad_value": "bridge._porting.db_errors",
+    "is_database_unavailable": "bridge._porting.db_errors",
     "install_error_envelope": "bridge._porting.error_envelope",
     "Page": "bridge._porting.pagination",
     "page_args": "bridge._porting.pagination",

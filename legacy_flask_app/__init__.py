@@ -23,6 +23,7 @@ from shop.seed import is_seeded, seed
 from . import auth, catalog, orders
 from .errors import register_error_handlers
 from .extensions import db
+from .json_provider import JSONProvider
 from .security import load_current_user
 
 
@@ -33,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     into an empty database.
     """
     app = Flask(__name__, static_folder=None)  # a JSON API: no /static route
+    app.json = JSONProvider(app)
     app.config.from_mapping(default_config(config or {}))
     app.config.from_mapping(config or {})
     db.init_app(app)

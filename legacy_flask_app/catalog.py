@@ -10,7 +10,7 @@ from sqlalchemy import Select
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
-from bridge import run_sync
+from bridge import page_args, run_sync
 from shop import repositories as repo
 from shop import validation
 from shop.models import Product
@@ -47,8 +47,12 @@ def product_list_from_args() -> Select[Product]:
 def list_products() -> dict[str, Any]:
     """One page of products: filters ``category``, ``q``, ``min_price``, ``max_price``,
     ``in_stock``; ``sort`` one of :data:`shop.repositories.PRODUCT_SORTS`."""
-    page = db.paginate(product_list_from_args(), max_per_page=MAX_PER_PAGE)
-    return page_json(page, product_json)
+    statement = product_list_from_args()
+    # page_args rather than db.paginate's own reading: it answers 404 for a page
+    # whose OFFSET no database takes (?page=10**19), where the database refuses it.
+    page, per_page = page_args(request.args, max_per_page=MAX_PER_PAGE)
+    products = db.paginate(statement, page=page, per_page=per_page)
+    return page_json(products, product_json)
 
 
 @bp.get("/products/export.csv")
@@ -126,8 +130,9 @@ def list_categories() -> dict[str, Any]:
 def list_reviews(product_id: int) -> dict[str, Any]:
     """One page of a product's reviews, newest first."""
     run_sync(db.session(), repo.get_product(product_id))
-    page = db.paginate(repo.reviews_select(product_id), max_per_page=MAX_PER_PAGE)
-    return page_json(page, review_json)
+    page, per_page = page_args(request.args, max_per_page=MAX_PER_PAGE)
+    reviews = db.paginate(repo.reviews_select(product_id), page=page, per_page=per_page)
+    return page_json(reviews, review_json)
 
 
 @bp.post("/products/<int:product_id>/reviews")

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, request, url_for
 from werkzeug.exceptions import Forbidden
 
-from bridge import run_sync
+from bridge import page_args, run_sync
 from shop import repositories as repo
 from shop import validation
 from shop.models import Order
@@ -42,8 +42,9 @@ def list_orders() -> dict[str, Any]:
     user = current_user()
     status = validation.order_status(request.args.get("status"))
     statement = repo.orders_select(user_id=None if user.is_admin else user.id, status=status)
-    page = db.paginate(statement, max_per_page=MAX_PER_PAGE)
-    return page_json(page, order_json)
+    page, per_page = page_args(request.args, max_per_page=MAX_PER_PAGE)
+    orders = db.paginate(statement, page=page, per_page=per_page)
+    return page_json(orders, order_json)
 
 
 @bp.get("/<int:order_id>")

@@ -11,6 +11,7 @@ from werkzeug.exceptions import Forbidden, Unauthorized
 
 from bridge import run_sync
 from shop import repositories as repo
+from shop import validation
 from shop.errors import ADMIN_ONLY, LOGIN_REQUIRED
 from shop.models import User
 
@@ -21,8 +22,12 @@ R = TypeVar("R")
 
 
 def load_current_user() -> None:
-    """Set ``g.user`` from ``session["user_id"]``; ``None`` when logged out or deleted."""
-    user_id = session.get("user_id")
+    """Set ``g.user`` from ``session["user_id"]``; ``None`` when logged out or deleted.
+
+    A session whose ``user_id`` is not an id is logged out
+    (:func:`shop.validation.session_user_id`).
+    """
+    user_id = validation.session_user_id(session.get("user_id"))
     g.user = None if user_id is None else run_sync(db.session(), repo.user_by_id(user_id))
 
 

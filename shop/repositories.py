@@ -19,13 +19,21 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, Update, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from bridge import Add, Flush, Operation, execute, scalar
 
 from .errors import ConflictError, NotFoundError, OutOfStockError, ValidationError
 from .models import Order, OrderItem, Product, Review, User
-from .validation import MAX_INT, NewProduct, NewReview, OrderLine, ProductChanges
+from .validation import (
+    MAX_INT,
+    NewProduct,
+    NewReview,
+    OrderLine,
+    ProductChanges,
+    filter_text,
+    is_storable_text,
+)
 
 # ---------------------------------------------------------------- users
 
@@ -40,6 +48,8 @@ def user_by_id(user_id: int) -> Operation[User | None]:
 
 def user_by_email(email: str) -> Operation[User | None]:
     """The user with this (already lower-cased) email, or ``None``."""
+    if not is_storable_text(email):
+        return None
     result = yield from execute(select(User).where(User.email == email))
     return result.scalar_one_or_none()
 
@@ -86,7 +96,9 @@ def get_product(product_id: int) -> Operation[Product]:
 
 
 def product_by_sku(sku: str) -> Operation[Product | None]:
-    """The product with this SKU, or ``None``."""
+    """The product with this SKU, or ``None``; a SKU no column can hold names none."""
+    if not is_storable_text(sku):
+        return None
     result = yield from execute(select(Product).where(Product.sku == sku))
     return result.scalar_one_or_none()
 
@@ -102,15 +114,18 @@ def product_list_select(
 ) -> Select[Product]:
     """The filtered, sorted product list; empty strings and ``None`` filter nothing.
 
-    Raises :class:`ValidationError` for an unknown *sort* or a price bound that
-    no column can hold.
+    Raises :class:`ValidationError` for an unknown *sort*, a price bound that
+    no column can hold, or a text filter longer than its column or holding
+    what no column can (:func:`shop.validation.filter_text`).
     """
     if sort not in PRODUCT_SORTS:
         raise ValidationError(f"sort must be one of: {', '.join(PRODUCT_SORTS)}")
     statement = select(Product).order_by(*PRODUCT_SORTS[sort])
     if category:
+        category = filter_text("category", category, _length(Product.category))
         statement = statement.where(Product.category == category)
     if q:
+        q = filter_text("q", q, _length(Product.name))
         # autoescape: a search for "50%" means those characters, not a LIKE pattern.
         statement = statement.where(func.lower(Product.name).contains(q.lower(), autoescape=True))
     if min_price is not None:
@@ -337,6 +352,13 @@ def _storable_id(value: int) -> bool:
     # A URL can carry any integer; one no INTEGER column can hold names no row,
     # and PostgreSQL would reject it as a parameter rather than find nothing.
     return 0 < value <= MAX_INT
+
+
+def _length(column: InstrumentedAttribute[str]) -> int:
+    """The declared length of a ``String(n)`` column."""
+    length = getattr(column.type, "length", None)
+    assert isinstance(length, int), f"{column} has no declared length"
+    return length
 
 
 def _price_bound(name: str, value: int) -> int:

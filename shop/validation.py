@@ -169,6 +169,17 @@ def flag(value: str) -> bool:
     return lowered in _TRUE
 
 
+def session_user_id(value: Any) -> int | None:
+    """The user id kept in the session, or ``None`` when there is none or it is no id.
+
+    The cookie is signed, so only an app holding the key wrote it; but an
+    older release, or another app sharing the key, may have stored something
+    else under ``user_id`` (a string, a float, ``true``). Such a session names
+    no user: it is logged out, on both sides, rather than a 500.
+    """
+    return value if _is_int(value) and 1 <= value <= MAX_INT else None
+
+
 def order_status(value: str | None) -> str | None:
     """Validate the optional ``status`` filter of an order list."""
     if value is not None and value not in ORDER_STATUSES:
@@ -201,10 +212,44 @@ def _email(data: Mapping[str, Any], *, require_at: bool) -> str:
     return email
 
 
+def is_storable_text(value: str) -> bool:
+    """Whether both databases can take *value* as text, and a password hash its bytes.
+
+    PostgreSQL refuses a NUL character in text (SQLite stores it), and no
+    driver can encode an unpaired surrogate, which a JSON string's ``\\ud800``
+    escape produces.
+    """
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def filter_text(name: str, value: str, max_length: int) -> str:
+    """A text filter from the query string, checked as stored text is.
+
+    Longer than the column it filters, it can match nothing; SQLite also
+    refuses a ``LIKE`` pattern past 50,000 bytes (a 500).
+    """
+    if not is_storable_text(value):
+        raise ValidationError(f"{name} {_UNSTORABLE}")
+    if len(value) > max_length:
+        raise ValidationError(f"{name} must be at most {max_length} characters")
+    return value
+
+
+_UNSTORABLE = "must not contain NUL characters or unpaired surrogates"
+
+
 def _text(data: Mapping[str, Any], key: str, max_length: int | None, *, strip: bool = True) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{key} must be a non-empty string")
+    if not is_storable_text(value):
+        raise ValidationError(f"{key} {_UNSTORABLE}")
     if strip:
         value = value.strip()
     if max_length is not None and len(value) > max_length:
@@ -216,6 +261,8 @@ def _optional_text(data: Mapping[str, Any], key: str, max_length: int | None) ->
     value = data.get(key, "")
     if not isinstance(value, str):
         raise ValidationError(f"{key} must be a string")
+    if not is_storable_text(value):
+        raise ValidationError(f"{key} {_UNSTORABLE}")
     if max_length is not None and len(value) > max_length:
         raise ValidationError(f"{key} must be at most {max_length} characters")
     return value

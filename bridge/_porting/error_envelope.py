@@ -29,6 +29,7 @@ from werkzeug.exceptions import default_exceptions
 from werkzeug.http import HTTP_STATUS_CODES
 
 from bridge._exceptions import PageNotFound
+from bridge._porting.db_errors import is_bad_value, is_database_unavailable
 from bridge._porting.responses import FlaskJSONResponse as JSONResponse
 
 logger = logging.getLogger("flask2fastapi")
@@ -68,7 +69,10 @@ def install_error_envelope(
     Covers ``HTTPException`` (raised by routes, and Starlette's own 404 and
     405), request validation errors (400, as Flask answers bad input, never
     422), pages past the end (404), a database pool that stays exhausted for
-    ``pool_timeout`` (503 with ``Retry-After``) and unhandled exceptions (500).
+    ``pool_timeout`` or a database that cannot be reached (503 with
+    ``Retry-After``; see :func:`~bridge.is_database_unavailable`), a value the
+    database refused (400, :func:`~bridge.is_bad_value`) and any other
+    exception (500, logged with its traceback).
     """
 
     defaults = dict(messages or {})
@@ -96,27 +100,55 @@ def install_error_envelope(
         logger.warning("database pool exhausted: %s", exc)
         return respond(503, None, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
+    def unhandled(scope: Scope, exc: Exception) -> Response:
+        if is_database_unavailable(exc):
+            logger.warning("database unavailable: %s", exc)
+            return respond(503, None, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        if is_bad_value(exc):
+            logger.warning("the database refused a value of the request: %s", exc)
+            return respond(400, None)
+        _log_exception(scope, exc)
+        return respond(500, None)
+
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(PageNotFound, page_not_found)
     app.add_exception_handler(PoolTimeoutError, pool_timeout)
     # Not an exception handler: Starlette answers those outside every middleware,
     # so a 500 would lose what middleware adds, such as the session cookie.
-    app.add_middleware(ServerErrorEnvelope, respond=lambda: respond(500, None))
+    app.add_middleware(ServerErrorEnvelope, respond=unhandled)
 
 
 _NO_BODY = frozenset({204, 205, 304})
 
 
+def _log_exception(scope: Scope, exc: Exception) -> None:
+    """Log *exc* with its traceback, in the words Flask's ``log_exception`` uses.
+
+    On the toolkit's logger rather than the server's (``uvicorn.error``): the
+    message is the app's, whichever server runs it, and it sits beside the
+    toolkit's other warnings, where logging configuration can route it.
+    """
+    logger.error(
+        "Exception on %s [%s]", scope.get("path", ""), scope.get("method", ""), exc_info=exc
+    )
+
+
 class ServerErrorEnvelope:
-    """Answers an unhandled exception with the envelope's 500, then re-raises it
-    so that the server logs it, as Flask logs it.
+    """Answers an exception no handler took with the response *respond* builds for it.
+
+    The exception is not re-raised: the server would then close the
+    connection, even after a complete response, and a request pipelined
+    behind it would run but never be answered. *respond* logs it (see
+    :func:`install_error_envelope`). Only an exception raised once the
+    response has started but before it is complete is re-raised, so that the
+    server closes a connection whose response was cut short.
 
     It runs inside the middleware added after it, so call
     :func:`install_error_envelope` before adding ``FlaskSessionMiddleware``.
     """
 
-    def __init__(self, app: ASGIApp, respond: Callable[[], Response]) -> None:
+    def __init__(self, app: ASGIApp, respond: Callable[[Scope, Exception], Response]) -> None:
         self.app = app
         self.respond = respond
 
@@ -124,19 +156,24 @@ class ServerErrorEnvelope:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        started = complete = False
 
         async def tracked(message: Message) -> None:
-            nonlocal started
+            nonlocal started, complete
             started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                complete = True
             await send(message)
 
         try:
             await self.app(scope, receive, tracked)
-        except Exception:
+        except Exception as exc:
             if not started:
-                await self.respond()(scope, receive, send)
-            raise
+                await self.respond(scope, exc)(scope, receive, send)
+            elif complete:
+                _log_exception(scope, exc)  # answered already: the connection stays usable
+            else:
+                raise
 
 
 def flask_error_response(

@@ -5,6 +5,13 @@ the same clamping to ``max_per_page`` and the same 404 for a page past the end.
 :func:`page_args` reads ``page`` and ``per_page`` from query arguments the way
 Flask-SQLAlchemy does, and :func:`paginate` runs the two statements it runs,
 on either side (see :mod:`bridge._porting.repository`).
+
+One difference: a page so far out that its ``OFFSET`` (or a ``per_page`` so
+large that its ``LIMIT``) does not fit in 64 bits is a page past the end here,
+as it is in any table, where ``db.paginate`` hands it to the database, which
+refuses it (a 500). Read the arguments with :func:`page_args` on the legacy
+side too (``db.paginate(select, page=page, per_page=per_page)``), and both
+sides answer 404.
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ from bridge._porting.repository import Operation
 T = TypeVar("T")
 
 DEFAULT_PER_PAGE = 20
+
+MAX_ROWS = 2**63 - 1
+"""The largest ``LIMIT`` or ``OFFSET`` a database takes: a signed 64-bit integer
+(PostgreSQL's ``bigint``, SQLite's ``INTEGER``)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,9 @@ def page_args(
 
     Raises :class:`PageNotFound` where Flask-SQLAlchemy would abort with 404:
     a value that is not an integer, or one below 1 (unless *error_out* is false,
-    in which case the default is used instead).
+    in which case the default is used instead). A page whose rows start past
+    :data:`MAX_ROWS` is past the end of any table: :class:`PageNotFound` too,
+    or the defaults without *error_out*.
     """
     if page is None:
         page = _int_arg(args, "page", 1, error_out)
@@ -97,7 +110,16 @@ def page_args(
         if error_out:
             raise PageNotFound(f"per_page must be 1 or more, got {per_page}")
         per_page = DEFAULT_PER_PAGE
+    if _out_of_range(page, per_page):
+        if error_out:
+            raise PageNotFound("the page starts past the end of any table: OFFSET > 2**63 - 1")
+        page, per_page = 1, DEFAULT_PER_PAGE
     return page, per_page
+
+
+def _out_of_range(page: int, per_page: int) -> bool:
+    """Whether the page's ``LIMIT`` or ``OFFSET`` is more than a database takes."""
+    return per_page > MAX_ROWS or (page - 1) * per_page > MAX_ROWS
 
 
 def _int_arg(args: Mapping[str, str], name: str, default: int, error_out: bool) -> int:
@@ -119,9 +141,16 @@ def paginate(
     error_out: bool = True,
     count: bool = True,
 ) -> Operation[Page[Any]]:
-    """Run *statement* for one page, and count all its rows, as ``db.paginate`` does."""
-    limited = statement.limit(per_page).offset((page - 1) * per_page)
-    items = list((yield limited).unique().scalars())
+    """Run *statement* for one page, and count all its rows, as ``db.paginate`` does.
+
+    A page that starts past :data:`MAX_ROWS` has no rows, and the database is
+    not asked for them; a ``LIMIT`` past it is :data:`MAX_ROWS`.
+    """
+    items: list[Any] = []
+    offset = (page - 1) * per_page
+    if offset <= MAX_ROWS:
+        limited = statement.limit(min(per_page, MAX_ROWS)).offset(offset)
+        items = list((yield limited).unique().scalars())
     if not items and page != 1 and error_out:
         raise PageNotFound(f"page {page} is past the last page")
     total = None

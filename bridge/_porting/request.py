@@ -5,7 +5,8 @@ parsing answers 422 with ``{"detail": [...]}``; these helpers answer as Flask
 does instead:
 
 * :func:`get_json` is ``request.get_json()``: 415 when the content type is not
-  JSON, 400 when the body does not parse;
+  JSON, 400 when the body does not parse or nests too deep for the parser
+  (where Flask's own lets ``RecursionError`` out, a 500);
 * :func:`arg` is ``request.args.get(name, default, type=...)``: a value that
   does not convert gives the default, as Werkzeug's ``MultiDict.get`` does;
 * :func:`args` is ``request.args`` as a plain mapping, first value first;
@@ -41,12 +42,16 @@ _NOT_JSON = (
 
 
 async def get_json(request: Request) -> Any:
-    """The JSON body, parsed as Flask's ``request.get_json()`` parses it."""
+    """The JSON body, parsed as Flask's ``request.get_json()`` parses it.
+
+    A body nested deeper than the parser's recursion limit (``[[[[...``) is a
+    400 too: it is bad input, however Flask answers it.
+    """
     if not is_json(request.headers.get("content-type")):
         raise HTTPException(415, detail=_NOT_JSON)
     try:
         return json.loads(await request.body())
-    except ValueError as exc:  # chained as Flask chains it: the log shows where it broke
+    except (ValueError, RecursionError) as exc:  # chained as Flask chains it, for the log
         raise HTTPException(400, detail=BadRequest().description) from exc
 
 

@@ -26,7 +26,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from werkzeug.datastructures import HeaderSet
-from werkzeug.http import dump_cookie, parse_cookie, parse_set_header
+from werkzeug.http import dump_cookie, parse_set_header
+from werkzeug.sansio.http import parse_cookie
 
 from bridge._exceptions import ConfigurationError
 
@@ -204,7 +205,15 @@ class FlaskSessionMiddleware:
 
 
 def _cookie_value(scope: Scope, name: str) -> str | None:
-    raw = "; ".join(
+    """The cookie *name* exactly as Flask reads it on the legacy side of the hybrid.
+
+    a2wsgi joins repeated ``Cookie`` headers into ``HTTP_COOKIE`` with ``,``,
+    as WSGI servers do, and Werkzeug parses that without decoding it further:
+    with two headers, ``session=...,theme=dark`` is one cookie whose value no
+    signature matches. Reading the headers any other way would log in, on the
+    ported routes only, a client that the legacy routes see as anonymous.
+    """
+    raw = ",".join(
         value.decode("latin-1") for key, value in scope.get("headers", ()) if key == b"cookie"
     )
     return parse_cookie(raw).get(name) if raw else None

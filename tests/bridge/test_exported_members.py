@@ -49,6 +49,8 @@ EXPORTED = {
     "execute",
     "flask_redirect",
     "install_error_envelope",
+    "is_bad_value",
+    "is_database_unavailable",
     "load_cases",
     "load_manifest",
     "page_args",
@@ -102,6 +104,7 @@ def loaded_after(code: str) -> set[str]:
         "from bridge import run_sync, Operation, Add, Flush, Delete, DatabaseSettings",
         "from bridge import execute, scalar, scalars",
         "from bridge import Page, paginate, page_args, BridgeError",
+        "from bridge import is_database_unavailable, is_bad_value",
         "import bridge._porting.repository, bridge._porting.database",
     ],
 )

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -7,7 +11,11 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 from flask import Blueprint, Flask, jsonify, session
 from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.exc import DataError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
 from werkzeug.exceptions import (
     BadRequest,
     Forbidden,
@@ -20,6 +28,7 @@ from werkzeug.exceptions import (
 from werkzeug.test import EnvironBuilder
 
 from bridge._exceptions import PageNotFound
+from bridge._porting.database import DatabaseSettings
 from bridge._porting.error_envelope import (
     default_message,
     flask_error_response,
@@ -28,6 +37,8 @@ from bridge._porting.error_envelope import (
 )
 from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionMiddleware
 from tests.bridge.apps import error_body
+from tests.drivers import CLOSED_PORT_URL, aiosqlite_threads_stopped
+from tests.live_server import HTTPImplementation, live_server, read_responses
 
 pytestmark = pytest.mark.anyio
 
@@ -333,3 +344,165 @@ async def test_an_unhandled_exception_keeps_what_outer_middleware_adds() -> None
         assert response.headers["vary"] == "Cookie"
         assert response.headers["set-cookie"].startswith("session=")
     assert ported_response.content == flask_response.content
+
+
+def pipelining_app() -> tuple[FastAPI, list[int]]:
+    """A port that raises, and one that writes: the writes are counted."""
+    writes: list[int] = []
+    app = FastAPI()
+    install_error_envelope(app, error_body)
+
+    @app.get("/bug")
+    def bug() -> None:
+        raise ZeroDivisionError
+
+    @app.post("/orders")
+    def place() -> dict[str, int]:
+        writes.append(1)
+        return {"id": len(writes)}
+
+    return app, writes
+
+
+PIPELINED = (
+    b"GET /bug HTTP/1.1\r\nHost: testserver\r\n\r\n"
+    b"POST /orders HTTP/1.1\r\nHost: testserver\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_500_leaves_the_connection_usable_for_a_pipelined_write(http: HTTPImplementation) -> None:
+    # Re-raising after the 500 made uvicorn close the connection: the write
+    # pipelined behind it was committed and never answered.
+    app, writes = pipelining_app()
+    with live_server(app, http=http) as server, server.connect() as sock:
+        sock.sendall(PIPELINED)
+        first, second = read_responses(sock, 2)
+
+    assert first.status == 500
+    assert first.header("connection") != "close"
+    assert json.loads(first.body) == envelope(
+        500, "Internal Server Error", InternalServerError.description
+    )
+    assert (second.status, json.loads(second.body)) == (200, {"id": 1})
+    assert writes == [1]
+
+
+async def test_an_unhandled_exception_is_logged_with_its_traceback_as_flask_logs_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="flask2fastapi"):
+        response = await get("/bug")
+
+    assert response.status_code == 500
+    [record] = [r for r in caplog.records if r.name == "flask2fastapi"]
+    assert record.getMessage() == "Exception on /bug [GET]"
+    assert record.exc_info is not None
+    assert record.exc_info[0] is ZeroDivisionError
+
+
+async def test_an_exception_after_a_complete_response_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = FastAPI()
+    install_error_envelope(app, error_body)
+
+    def fail() -> None:
+        raise ZeroDivisionError
+
+    @app.get("/later")
+    def later() -> Response:
+        return Response(b"done", background=BackgroundTask(fail))
+
+    transport = httpx.ASGITransport(app=app)  # raises what the app raises
+    with caplog.at_level(logging.ERROR, logger="flask2fastapi"):
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.get("/later")
+
+    assert (response.status_code, response.content) == (200, b"done")
+    assert [r.getMessage() for r in caplog.records] == ["Exception on /later [GET]"]
+
+
+async def test_an_exception_in_the_middle_of_a_response_still_reaches_the_server() -> None:
+    # The response is cut short: only the server can end it, by closing the connection.
+    app = FastAPI()
+    install_error_envelope(app, error_body)
+
+    def chunks() -> Iterator[bytes]:
+        yield b"first"
+        raise ZeroDivisionError
+
+    @app.get("/stream")
+    def stream() -> StreamingResponse:
+        return StreamingResponse(chunks())
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        with pytest.raises(ZeroDivisionError):
+            await http.get("/stream")
+
+
+def database_app(tmp_path: Path) -> FastAPI:
+    """Routes that fail on a database, for real: down, refusing a value, or a SQL error."""
+    (tmp_path / "down.sqlite3").mkdir()  # cannot be opened: SQLITE_CANTOPEN
+    app = FastAPI()
+    install_error_envelope(app, error_body, messages={503: "The database is down."})
+
+    async def run(url: str, statement: str, async_driver: Any = None) -> None:
+        engine = DatabaseSettings(url=url, async_driver=async_driver).create_async_engine()
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text(statement))
+        finally:
+            await engine.dispose()
+
+    @app.get("/down")
+    async def down() -> None:
+        await run(f"sqlite:///{tmp_path}/down.sqlite3", "SELECT 1")
+
+    @app.get("/refused/{driver}")
+    async def refused(driver: str) -> None:
+        await run(CLOSED_PORT_URL, "SELECT 1", driver)
+
+    @app.get("/sql-error")
+    async def sql_error() -> None:
+        await run(f"sqlite:///{tmp_path}/up.sqlite3", "SELECT * FROM no_such_table")
+
+    @app.get("/bad-value")
+    def bad_value() -> None:
+        raise DataError("SELECT %(v)s", {"v": "a\x00b"}, ValueError("NUL in a text value"))
+
+    return app
+
+
+@pytest.mark.parametrize("path", ["/down", "/refused/asyncpg", "/refused/psycopg"])
+async def test_a_database_that_cannot_be_reached_is_503_with_retry_after(
+    tmp_path: Path, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = httpx.ASGITransport(app=database_app(tmp_path), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get(path)
+    await aiosqlite_threads_stopped()
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == error_body(503, "Service Unavailable", "The database is down.")
+    assert [r.levelname for r in caplog.records if r.name == "flask2fastapi"] == ["WARNING"]
+
+
+async def test_a_value_the_database_refused_is_400(tmp_path: Path) -> None:
+    transport = httpx.ASGITransport(app=database_app(tmp_path), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/bad-value")
+
+    assert response.status_code == 400
+    assert response.json() == error_body(400, "Bad Request", BadRequest.description)
+
+
+async def test_a_sql_error_is_still_a_500(tmp_path: Path) -> None:
+    transport = httpx.ASGITransport(app=database_app(tmp_path), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.get("/sql-error")
+
+    assert response.status_code == 500
+    assert "retry-after" not in response.headers

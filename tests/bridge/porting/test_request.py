@@ -13,6 +13,7 @@ from fastapi.responses import PlainTextResponse
 from flask import Blueprint, Flask, jsonify, request, url_for
 from starlette.routing import NoMatchFound
 from starlette.types import Message
+from werkzeug.exceptions import BadRequest
 
 from bridge import URLForError
 from bridge._porting import request as compat
@@ -376,3 +377,18 @@ def test_url_for_refuses_what_it_does_not_reproduce(option: str) -> None:
     with pytest.raises(URLForError, match=option) as caught:
         compat.url_for(request, "item", i=1, **{option: "x"})
     assert isinstance(caught.value, TypeError)  # what callers caught before
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000, b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000]
+)
+async def test_json_nested_past_the_recursion_limit_is_a_400(body: bytes) -> None:
+    # json.loads raises RecursionError, not ValueError: it escaped as a 500.
+    transport = httpx.ASGITransport(app=ported_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.post(
+            "/echo", content=body, headers={"content-type": "application/json"}
+        )
+
+    assert response.status_code == 400
+    assert response.json() == error_body(400, "Bad Request", BadRequest.description)

@@ -16,6 +16,8 @@ from werkzeug.http import parse_date
 
 from bridge._exceptions import ConfigurationError
 from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionCookie, FlaskSessionMiddleware
+from bridge._serving.hybrid import HybridApp
+from bridge._serving.manifest import parse_manifest
 
 pytestmark = pytest.mark.anyio
 
@@ -413,3 +415,42 @@ def test_a_lifetime_in_float_seconds_is_read_as_flask_reads_it() -> None:
     assert config.lifetime == timedelta(minutes=30)
     cookie = FlaskSessionCookie(config)
     assert cookie.load(cookie.dump({"a": 1})) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "cookie_headers",
+    [
+        [("cookie", "session={login}"), ("cookie", "theme=dark")],
+        [("cookie", "theme=dark"), ("cookie", "session={login}")],
+        [("cookie", "session={login}"), ("cookie", "session={login}")],
+        [("cookie", "session={login}; theme=dark")],
+        [("cookie", "session=\xff\xfe"), ("cookie", "theme=dark")],
+    ],
+    ids=["session-first", "session-last", "session-twice", "one-header", "not-utf-8"],
+)
+async def test_repeated_cookie_headers_read_as_the_legacy_side_reads_them(
+    cookie_headers: list[tuple[str, str]],
+) -> None:
+    # a2wsgi joins repeated headers with "," as WSGI servers do, so Flask sees
+    # "session=...,theme=dark": one cookie whose value no signature matches.
+    legacy = flask_app()
+    config = FlaskSessionConfig.from_flask_config(legacy.config)
+    login = FlaskSessionCookie(config).dump({"user": "alice"})
+    manifest = parse_manifest('[routes]\n"GET /whoami" = "async"\n')
+    ported = HybridApp(legacy, fastapi_app(config), manifest)
+    everything_legacy = HybridApp(legacy, fastapi_app(config), parse_manifest(""))
+    headers = [
+        (name.encode(), value.format(login=login).encode("latin-1"))
+        for name, value in cookie_headers
+    ]
+
+    answers = []
+    for app in (everything_legacy, ported):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await client.get("/whoami", headers=headers)
+        answers.append((response.headers["x-bridge-side"], response.status_code, response.text))
+
+    [(legacy_side, *legacy_answer), (ported_side, *ported_answer)] = answers
+    assert (legacy_side, ported_side) == ("legacy", "async")
+    assert ported_answer == legacy_answer
