@@ -31,12 +31,14 @@ from typing import Any
 import anyio.to_thread
 import httpx
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from flask import Flask
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.routing import BaseRoute, Match
 from werkzeug.exceptions import HTTPException as RoutingError
 from werkzeug.exceptions import MethodNotAllowed
-from werkzeug.routing import Map
+from werkzeug.routing import Map, RequestRedirect
 
 from bridge._exceptions import ConfigurationError
 from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionCookie
@@ -93,8 +95,13 @@ def route_of(url_map: Map, case: Case) -> str:
     """The manifest key (``"GET /api/products/<int:product_id>"``) a case's request matches,
     :data:`WRONG_METHOD` or :data:`UNMATCHED`. ``HEAD`` counts as its rule's ``GET``."""
     adapter = url_map.bind("localhost")
+    path = httpx.URL(case.path).path
     try:
-        rule, _ = adapter.match(httpx.URL(case.path).path, method=case.method, return_rule=True)
+        try:
+            rule, _ = adapter.match(path, method=case.method, return_rule=True)
+        except RequestRedirect as redirect:  # /notes for /notes/: the rule exists
+            path = httpx.URL(redirect.new_url).path
+            rule, _ = adapter.match(path, method=case.method, return_rule=True)
     except MethodNotAllowed:
         return WRONG_METHOD
     except RoutingError:
@@ -105,6 +112,21 @@ def route_of(url_map: Map, case: Case) -> str:
     if method in AUTOMATIC_METHODS and method != "HEAD":
         return f"(Flask's automatic {method})"
     return str(RouteKey(method, rule.rule))
+
+
+def fastapi_route_of(routes: Iterable[BaseRoute], case: Case) -> str | None:
+    """``"GET /notes/{note_id}"`` for the FastAPI route that takes the case's request."""
+    scope = {
+        "type": "http",
+        "method": case.method,
+        "path": httpx.URL(case.path).path,
+        "root_path": "",
+        "headers": [],
+    }
+    for route in routes:
+        if isinstance(route, APIRoute) and route.matches(scope)[0] is Match.FULL:
+            return f"{case.method} {route.path}"
+    return None
 
 
 def app_tables(flask_app: Flask) -> list[str] | None:
@@ -174,8 +196,9 @@ class _WSGISender(Sender):
 
 class _URLSender(Sender):
     async def __call__(self, request: httpx.Request) -> Snapshot:
+        # The request keeps the case's Host header: an app that builds absolute
+        # URLs from it must answer both servers with the same ones.
         request.url = self.client.base_url.join(request.url.raw_path.decode("ascii"))
-        request.headers["host"] = request.url.netloc.decode("ascii")
         return await super().__call__(request)
 
 
@@ -232,8 +255,14 @@ class ShadowRunner:
                 self._user_id(case)
 
     def route_of(self, case: Case) -> str:
-        """The manifest key of the Flask rule a case's request matches."""
-        return route_of(self.flask_app.url_map, case)
+        """The manifest key of the Flask rule a case's request matches; with no
+        such rule, the label says which FastAPI route answers it, if one does."""
+        route = route_of(self.flask_app.url_map, case)
+        if route in (UNMATCHED, WRONG_METHOD) and self.port_routes is not None:
+            port_route = fastapi_route_of(self.port_routes.async_routes, case)
+            if port_route is not None:
+                return f"{route[:-1]}; port route {port_route})"
+        return route
 
     def rules_for(self, route: str) -> Rules:
         if route.startswith("("):  # no route of the manifest: UNMATCHED and the like
