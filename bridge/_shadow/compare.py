@@ -49,7 +49,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Any
 
@@ -69,6 +68,8 @@ from bridge._shadow.jsonpath import generalize as generalize
 from bridge._shadow.jsonpath import is_ignored as is_ignored
 from bridge._shadow.rules import TRANSPORT_HEADERS as TRANSPORT_HEADERS
 from bridge._shadow.rules import Rules as Rules
+from bridge._shadow.variation import Window, instant
+from bridge._shadow.variation import check as check_variation
 
 
 class Missing(Enum):
@@ -210,15 +211,20 @@ class Comparison:
         return "\n".join(d.render(legacy_label, port_label) for d in ordered)
 
 
-def compare_responses(legacy: Snapshot, port: Snapshot, rules: Rules = Rules()) -> Comparison:
-    """Every difference a client could notice between *legacy* and *port*."""
+def compare_responses(
+    legacy: Snapshot, port: Snapshot, rules: Rules = Rules(), *, window: Window | None = None
+) -> Comparison:
+    """Every difference a client could notice between *legacy* and *port*.
+
+    *window* is the run's span, which an ``instant`` in ``vary`` must fall in.
+    """
     differences: list[Difference] = []
     if legacy.status != port.status:
         differences.append(Difference("status", legacy.status, port.status))
     differences += _header_differences(legacy, port, rules)
     if "set-cookie" not in rules.ignore_headers:
         differences += _cookie_differences(legacy, port)
-    differences += _body_differences(legacy, port, rules)
+    differences += _body_differences(legacy, port, rules, window)
     return Comparison(tuple(differences))
 
 
@@ -311,7 +317,7 @@ def _parse_cookie(header: str, now: datetime) -> _Cookie:
         if not key:
             continue
         if key == "expires":
-            expires = _instant(raw)
+            expires = instant(raw)
             attributes[key] = True  # whether it outlives the browser session, not when
         elif key in _FLAGS or not equals:
             attributes[key] = True
@@ -419,13 +425,15 @@ def _parse_json(body: bytes) -> Any:
         return _INVALID
 
 
-def _body_differences(legacy: Snapshot, port: Snapshot, rules: Rules) -> list[Difference]:
+def _body_differences(
+    legacy: Snapshot, port: Snapshot, rules: Rules, window: Window | None
+) -> list[Difference]:
     ours, theirs = _content_type(legacy), _content_type(port)
     note = ""
     if is_json(ours[0]) and is_json(theirs[0]):
         mine, other = _parse_json(legacy.body), _parse_json(port.body)
         if mine is not _INVALID and other is not _INVALID:
-            return compare_json(mine, other, rules)
+            return compare_json(mine, other, rules, window=window)
         sides = [side for side, v in (("legacy", mine), ("async", other)) if v is _INVALID]
         note = f"not JSON in {' and '.join(sides)}; "
     if legacy.body == port.body:
@@ -496,21 +504,23 @@ def _kind(value: Any) -> str:
 
 
 def compare_json(
-    legacy: Any, port: Any, rules: Rules = Rules(), path: str = "$"
+    legacy: Any, port: Any, rules: Rules = Rules(), path: str = "$", *, window: Window | None = None
 ) -> list[Difference]:
     """Every difference between two decoded JSON documents, in document order.
 
     *path* is where the two values are in their documents, for the rules and
-    the report.
+    the report; *window* as for :func:`compare_responses`.
     """
     differences: list[Difference] = []
-    _JSONComparer(rules).compare(legacy, port, parse_path(path), differences)
+    _JSONComparer(rules, window).compare(legacy, port, parse_path(path), differences)
     return differences
 
 
 class _JSONComparer:
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: Rules, window: Window | None = None) -> None:
         self.rules = rules
+        self.window = window
+        self.vary = [(parse_pattern(p), kind) for p, kind in rules.vary]
         self.ignore = [parse_pattern(p) for p in rules.ignore]
         self.unordered = [parse_pattern(p) for p in rules.unordered]
         self.datetimes = [parse_pattern(p) for p in rules.datetimes]
@@ -524,6 +534,13 @@ class _JSONComparer:
 
     def compare(self, legacy: Any, port: Any, path: Path, out: list[Difference]) -> None:
         if self.ignored(path):
+            return
+        kind = next((k for pattern, k in self.vary if matches(pattern, path, below=False)), None)
+        if kind is not None and legacy != port:
+            tolerance = self.rules.datetime_tolerance
+            note = check_variation(kind, legacy, port, window=self.window, tolerance=tolerance)
+            if note is not None:
+                out.append(Difference(format_path(path), legacy, port, note))
             return
         kinds = _kind(legacy), _kind(port)
         if kinds == ("string", "string") and self.at(self.datetimes, path):
@@ -555,7 +572,7 @@ class _JSONComparer:
     def instants(self, legacy: str, port: str, path: Path, out: list[Difference]) -> None:
         if legacy == port:
             return
-        mine, other = _instant(legacy), _instant(port)
+        mine, other = instant(legacy), instant(port)
         if mine is None or other is None:
             sides = [side for side, v in (("legacy", mine), ("async", other)) if v is None]
             out.append(
@@ -657,7 +674,7 @@ class _JSONComparer:
         return _maximum_matching(len(legacy), len(port), equal, pairs, perfect=perfect)
 
     def loosened_below(self, path: Path) -> bool:
-        patterns = (*self.ignore, *self.unordered, *self.datetimes)
+        patterns = (*self.ignore, *self.unordered, *self.datetimes, *(p for p, _ in self.vary))
         return self.rules.tolerance > 0 or any(reaches_below(p, path) for p in patterns)
 
 
@@ -750,15 +767,3 @@ def _gap(legacy: float, port: float) -> str:
         return f"{abs(legacy - port):.3g}"
     except OverflowError:
         return "a lot"
-
-
-def _instant(text: str) -> datetime | None:
-    """An aware datetime from ISO 8601 or an HTTP date; naive times are UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -25,6 +25,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -48,6 +49,7 @@ from bridge._serving.routing import AUTOMATIC_METHODS, RouteTable
 from bridge._shadow.cases import Case
 from bridge._shadow.changes import ChangeSet, compare_changes
 from bridge._shadow.compare import (
+    MISSING,
     Comparison,
     Difference,
     Rules,
@@ -56,6 +58,7 @@ from bridge._shadow.compare import (
     generalize,
 )
 from bridge._shadow.recorder import ChangeRecorder
+from bridge._shadow.variation import KINDS, Window, classify
 
 BASE_URL = "http://localhost"
 UNMATCHED = "(no Flask rule matches)"
@@ -278,15 +281,20 @@ class ShadowRunner:
         route = self.route_of(case)
         rules = self.rules_for(route)
         request = self.request(case)
+        start = datetime.now(UTC)
         legacy, legacy_rows = await self._send(self.legacy, request)
         noise_rules = Rules()
         if self.aa:
             again, again_rows = await self._send(self.legacy, self.request(case))
             noise_rules = rules_from(self._compare(legacy, again, legacy_rows, again_rows, rules))
         port, port_rows = await self._send(self.port, self.request(case))
-        everything = self._compare(legacy, port, legacy_rows, port_rows, rules)
-        real = self._compare(legacy, port, legacy_rows, port_rows, rules.merge(noise_rules))
-        noise = tuple(d for d in everything if d not in real)
+        window = (start, datetime.now(UTC))
+        everything = self._compare(legacy, port, legacy_rows, port_rows, rules, window)
+        real = self._compare(legacy, port, legacy_rows, port_rows, rules.merge(noise_rules), window)
+        # A place whose variation the noise explains is noise; one whose port
+        # value is outside that variation stays in *real*, with why.
+        failed = {d.where for d in real}
+        noise = tuple(d for d in everything if d.where not in failed)
         return CaseResult(case, route, tuple(real), noise, noise_rules, self._reaches_port(request))
 
     def _reaches_port(self, request: httpx.Request) -> bool:
@@ -363,9 +371,14 @@ class ShadowRunner:
 
     @staticmethod
     def _compare(
-        legacy: Snapshot, port: Snapshot, legacy_rows: ChangeSet, port_rows: ChangeSet, rules: Rules
+        legacy: Snapshot,
+        port: Snapshot,
+        legacy_rows: ChangeSet,
+        port_rows: ChangeSet,
+        rules: Rules,
+        window: Window | None = None,
     ) -> list[Difference]:
-        responses: Comparison = compare_responses(legacy, port, rules)
+        responses: Comparison = compare_responses(legacy, port, rules, window=window)
         rows = compare_changes(legacy_rows, port_rows, ignore_columns=rules.ignore_columns)
         return [*responses.differences, *rows]
 
@@ -375,20 +388,38 @@ _HEADER = re.compile(r"^header (?P<name>\S+)$")
 
 
 def rules_from(differences: Iterable[Difference]) -> Rules:
-    """The rules that would silence these differences: what an A/A run proposes."""
+    """The rules that accept these differences of legacy with itself, and no more:
+    what an A/A run proposes.
+
+    A JSON place gets the kind of variation its two values show (see
+    :mod:`bridge._shadow.variation`), a list whose order varies ``unordered``;
+    only a place present in one answer and not the other is ignored.
+    """
     ignore: list[str] = []
+    unordered: list[str] = []
+    vary: dict[str, str] = {}
     headers: list[str] = []
     columns: list[str] = []
     for difference in differences:
         where = difference.where
         if where.startswith("$"):
-            ignore.append(generalize(where))
+            pattern = generalize(where)
+            if difference.note == "list order differs":
+                unordered.append(pattern)
+            elif MISSING in (difference.legacy, difference.port):
+                ignore.append(pattern)
+            else:
+                kind = classify(difference.legacy, difference.port)
+                # One pattern, several places: the loosest of their kinds.
+                vary[pattern] = max(vary.get(pattern, kind), kind, key=KINDS.index)
         elif match := _HEADER.match(where):
             headers.append(match["name"])
         elif match := _ROW_COLUMN.match(where):
             columns.append(f"{match['table']}.{match['column']}")
     return Rules(
         ignore=tuple(dict.fromkeys(ignore)),
+        unordered=tuple(dict.fromkeys(unordered)),
+        vary=tuple((p, k) for p, k in vary.items() if p not in ignore),
         ignore_headers=tuple(dict.fromkeys(headers)),
         ignore_columns=tuple(dict.fromkeys(columns)),
     )
@@ -445,6 +476,9 @@ def _rule_entries(rules: Rules) -> list[str]:
 
 
 def _toml(value: Any) -> str:
+    if isinstance(value, tuple) and value and all(isinstance(item, tuple) for item in value):
+        pairs = ", ".join(f"{_toml(key)} = {_toml(item)}" for key, item in value)
+        return f"{{ {pairs} }}"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, tuple | list):

@@ -926,6 +926,13 @@ def test_rules_are_read_from_a_manifest_table() -> None:
             {"ignore_columns": ["updated_at"]},
             "ignore_columns: 'updated_at' is not \"table.column\"",
         ),
+        ({"vary": ["$.a"]}, 'vary must be a table such as { "$.created_at" = "instant" }'),
+        (
+            {"vary": {"$.a": "time"}},
+            "vary: '$.a' = 'time' is not a kind of variation; "
+            "write one of instant, token, increasing, type",
+        ),
+        ({"vary": {"a": "token"}}, "vary: bad JSON path 'a'"),
     ],
 )
 def test_bad_rules_raise_one_line_naming_the_table_and_the_key(

@@ -189,7 +189,7 @@ def test_a_faithful_port_exits_0_with_the_table_and_the_proposed_rules(
     }
     assert first_difference(result.stdout) == []
     proposals = proposed(result.stdout)
-    assert 'ignore = ["$.token"]' in proposals
+    assert 'vary = { "$.created_at" = "instant", "$.token" = "token" }' in proposals
     assert POST_ROUTE in proposals
     assert GET_ROUTE not in proposals
     assert dump(recorder) == before
@@ -211,7 +211,8 @@ def test_json_writes_each_case_outcome_and_the_route_counts(
         ("cases.jsonl:3 POST /notes", POST_ROUTE, "noise"),
         ("cases.jsonl:4 POST /notes", POST_ROUTE, "noise"),
     ]
-    [token] = data["cases"][2]["noise"]
+    [created_at, token] = data["cases"][2]["noise"]
+    assert created_at.startswith("$.created_at: ")
     assert token.startswith("$.token: ")
     assert all(case["differences"] == [] for case in data["cases"])
     counts = ["route", "cases", "same", "different", "noise"]
@@ -230,9 +231,10 @@ def test_without_the_aa_run_the_token_is_a_difference(
 
     assert_exit(result, 1)
     assert table(result.stdout)[POST_ROUTE] == [2, 0, 2, 0]
-    first, where = first_difference(result.stdout)
+    first, created_at, token = first_difference(result.stdout)
     assert first == "POST /notes: cases.jsonl:3 POST /notes"
-    assert where.startswith("  $.token: legacy ")
+    assert created_at.startswith("  $.created_at: legacy ")
+    assert token.startswith("  $.token: legacy ")
     assert proposed(result.stdout) == ""  # nothing ran twice, so nothing is proposed
 
 

@@ -54,11 +54,16 @@ def make_runner(
 ) -> Callable[..., Any]:
     @asynccontextmanager
     async def make(
-        variant: str = "good", *, aa: bool = True, login: LoginRule | None = LOGIN
+        variant: str = "good",
+        *,
+        aa: bool = True,
+        login: LoginRule | None = LOGIN,
+        rules: Rules | None = None,
     ) -> AsyncIterator[ShadowRunner]:
         flask_app = shadow_apps.create_flask(database_settings)
         port = shadow_apps.create_port(database_settings, variant)
-        manifest = Manifest(login=login)
+        route_rules = {RouteKey("POST", "/notes"): rules} if rules else {}
+        manifest = Manifest(login=login, rules=route_rules)
         try:
             async with shadow_session(
                 flask_app, port, manifest, recorder=recorder, aa=aa
@@ -90,16 +95,54 @@ async def test_a_faithful_port_is_the_same_for_reads_and_errors(
 async def test_a_random_token_is_noise_found_by_the_aa_run(make_runner: Callable[..., Any]) -> None:
     result = await run(make_runner, ADD_NOTE)
     assert result.outcome is Outcome.NOISE
-    assert [d.where for d in result.noise] == ["$.token"]
-    assert result.proposed.ignore == ("$.token",)
+    assert [d.where for d in result.noise] == ["$.created_at", "$.token"]
+    assert result.proposed.ignore == ()  # noise narrows the comparison, never removes it
+    assert result.proposed.vary == (("$.created_at", "instant"), ("$.token", "token"))
     proposal = proposed_toml(summarize([result]), Manifest())
-    assert proposal == '"POST /notes" = { state = "legacy", ignore = ["$.token"] }'
+    assert proposal == (
+        '"POST /notes" = { state = "legacy", '
+        'vary = { "$.created_at" = "instant", "$.token" = "token" } }'
+    )
 
 
 async def test_without_the_aa_run_noise_is_a_difference(make_runner: Callable[..., Any]) -> None:
     result = await run(make_runner, ADD_NOTE, aa=False)
     assert result.outcome is Outcome.DIFFERENT
-    assert [d.where for d in result.differences] == ["$.token"]
+    assert [d.where for d in result.differences] == ["$.created_at", "$.token"]
+
+
+@pytest.mark.parametrize(
+    ("variant", "note"),
+    [
+        ("stale-timestamp", "varies as instant: outside the run, "),
+        (
+            "offset-timestamp",
+            "varies as instant: written as 9999-99-99T99:99:99.999999+99:99, "
+            "legacy writes 9999-99-99T99:99:99.999999",
+        ),
+        ("short-token", "varies as token: 6 characters, legacy has 8"),
+    ],
+)
+async def test_noise_narrows_the_comparison_a_value_outside_its_variation_differs(
+    make_runner: Callable[..., Any], variant: str, note: str
+) -> None:
+    result = await run(make_runner, ADD_NOTE, variant)
+    assert result.outcome is Outcome.DIFFERENT, result.report()
+    [difference] = result.differences
+    assert difference.where == ("$.token" if variant == "short-token" else "$.created_at")
+    assert difference.note.startswith(note), difference.note
+    assert difference.where not in [d.where for d in result.noise]
+
+
+@pytest.mark.parametrize(
+    ("variant", "outcome"), [("good", Outcome.SAME), ("stale-timestamp", Outcome.DIFFERENT)]
+)
+async def test_the_adopted_proposal_still_catches_a_wrong_timestamp(
+    make_runner: Callable[..., Any], variant: str, outcome: Outcome
+) -> None:
+    adopted = Rules(vary=(("$.created_at", "instant"), ("$.token", "token")))
+    result = await run(make_runner, ADD_NOTE, variant, aa=False, rules=adopted)
+    assert result.outcome is outcome, result.report()
 
 
 @pytest.mark.parametrize(
