@@ -18,10 +18,12 @@
 
     [shadow]                  # optional; how shadow cases log in a "user"
     login = { session_key = "user_id", query = "SELECT id FROM users WHERE email = :user" }
+    ignore_headers = ["x-trace-id"]  # rules for every route
 
 Routes are keyed by HTTP method and Flask rule; unlisted routes are legacy. A
 route given as a table may carry shadow-comparison rules besides its state
-(see :class:`bridge._shadow.compare.Rules`).
+(see :class:`bridge._shadow.compare.Rules`); ``[shadow]`` may carry rules
+for every route.
 Parsing does no I/O beyond reading the file and knows nothing of the apps;
 :mod:`bridge._serving.routing` checks the keys against them.
 """
@@ -113,6 +115,8 @@ class Manifest:
     rules: Mapping[RouteKey, Rules] = field(default_factory=dict)
     login: LoginRule | None = None
     path: str | None = None
+    shadow_rules: Rules = field(default_factory=Rules)
+    """``[shadow]``'s rules: they apply to every route, with the route's own."""
 
     def state(self, method: str, rule: str) -> RouteState:
         """The state of a route; unlisted routes are legacy."""
@@ -162,7 +166,7 @@ def parse_manifest(text: str, *, path: str | None = None) -> Manifest:
         _check_keys(apps, {"flask", "fastapi"}, "[apps]")
         routes, rules = _routes(_table(data, "routes"))
         shadow = _table(data, "shadow")
-        _check_keys(shadow, {"login"}, "[shadow]")
+        shadow_rules = Rules.from_mapping(shadow, where="[shadow]", other_keys=("login",))
         login = LoginRule.from_mapping(shadow["login"]) if "login" in shadow else None
         return Manifest(
             flask_app=_optional_str(apps, "flask", "[apps]"),
@@ -172,6 +176,7 @@ def parse_manifest(text: str, *, path: str | None = None) -> Manifest:
             rules=rules,
             login=login,
             path=path,
+            shadow_rules=shadow_rules,
         )
     except ManifestError as exc:  # the same error, now naming the file
         raise ManifestError(str(exc), path=path) from None

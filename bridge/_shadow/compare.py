@@ -20,10 +20,10 @@ manifest says so::
 What counts as the same:
 
 - **Status**: the same code.
-- **Headers**: those that matter to clients (content-type, location, caching,
-  vary, allow, access-control-*, ...), plus ``headers``, minus
-  ``ignore_headers``; transport headers (date, server, content-length, ...)
-  never. Values are compared as the header's grammar defines them: a
+- **Headers**: every one, minus ``ignore_headers``; hop-by-hop headers
+  (:data:`~bridge._shadow.rules.HOP_BY_HOP_HEADERS`) never, and the few
+  volatile ones (:data:`~bridge._shadow.rules.VOLATILE_HEADERS`: date, server,
+  ...) only when ``headers`` names them. Values are compared as the header's grammar defines them: a
   content-type's parameters in any order, vary and allow as sets, and so on.
 - **Cookies**: by name and attributes (path, domain, secure, httponly,
   samesite, max-age, partitioned, whether it expires at all, whether it is a
@@ -66,6 +66,7 @@ from bridge._shadow.jsonpath import (
 )
 from bridge._shadow.jsonpath import generalize as generalize
 from bridge._shadow.jsonpath import is_ignored as is_ignored
+from bridge._shadow.rules import HOP_BY_HOP_HEADERS, VOLATILE_HEADERS
 from bridge._shadow.rules import TRANSPORT_HEADERS as TRANSPORT_HEADERS
 from bridge._shadow.rules import Rules as Rules
 from bridge._shadow.variation import Window, instant
@@ -106,26 +107,6 @@ class Snapshot:
         """Every value of the header *name*, in order."""
         name = name.lower()
         return [value for key, value in self.headers if key == name]
-
-
-DEFAULT_HEADERS = frozenset(
-    {
-        "content-type",
-        "location",
-        "cache-control",
-        "expires",
-        "etag",
-        "last-modified",
-        "vary",
-        "allow",
-        "retry-after",
-        "content-disposition",
-        "content-language",
-        "content-encoding",
-        "www-authenticate",
-    }
-)
-"""Compared unless ignored, with every ``access-control-*`` header."""
 
 
 @dataclass(frozen=True)
@@ -232,9 +213,10 @@ def compare_responses(
 
 
 def _compared(name: str, rules: Rules) -> bool:
-    if name in TRANSPORT_HEADERS or name == "set-cookie" or name in rules.ignore_headers:
+    # Cookies are compared apart, by name and attributes.
+    if name == "set-cookie" or name in rules.ignore_headers or name in HOP_BY_HOP_HEADERS:
         return False
-    return name in DEFAULT_HEADERS or name.startswith("access-control-") or name in rules.headers
+    return name not in VOLATILE_HEADERS or name in rules.headers
 
 
 def _header_differences(legacy: Snapshot, port: Snapshot, rules: Rules) -> Iterator[Difference]:

@@ -21,18 +21,28 @@ _HEADER_RULES = ("ignore_headers", "headers")
 _TOLERANCES = ("tolerance", "datetime_tolerance")
 _LIST_RULES = (*_PATH_RULES, *_HEADER_RULES, "ignore_columns")
 
-# Never compared: they describe the connection, not the answer.
-TRANSPORT_HEADERS = frozenset(
+HOP_BY_HOP_HEADERS = frozenset(
     {
-        "date",
-        "server",
-        "content-length",
-        "transfer-encoding",
         "connection",
         "keep-alive",
-        "x-bridge-side",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",  # framing: the body itself is compared
     }
 )
+"""Never compared: they describe one hop of the connection (RFC 9110 7.6.1), not the answer."""
+
+VOLATILE_HEADERS = frozenset({"date", "server", "age", "x-request-id", "x-bridge-side"})
+"""Not compared unless a rule's ``headers`` names them: they differ between any two
+answers, or name the server. Every other header is compared; the A/A run finds the
+rest of an app's volatile ones."""
+
+TRANSPORT_HEADERS = HOP_BY_HOP_HEADERS | VOLATILE_HEADERS
+"""Not compared by default."""
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -59,7 +69,7 @@ class Rules:
     ignore_headers: tuple[str, ...] = ()
     """Headers not compared though they matter by default; ``set-cookie`` skips cookies."""
     headers: tuple[str, ...] = ()
-    """Headers compared besides the defaults."""
+    """Volatile headers compared all the same (every other header is compared anyway)."""
     ignore_columns: tuple[str, ...] = ()
     """``table.column`` not compared in database changes (see :mod:`bridge._shadow.changes`)."""
     vary: tuple[tuple[str, str], ...] = ()
@@ -170,7 +180,7 @@ def _header_names(value: object, key: str, where: str) -> tuple[str, ...]:
             raise ManifestError(
                 f'{where} {key}: {name!r} is not a header name; write names such as "etag"'
             )
-        if key == "headers" and name in TRANSPORT_HEADERS:
+        if key == "headers" and name in HOP_BY_HOP_HEADERS:
             raise ManifestError(
                 f"{where} headers: {name!r} describes the connection "
                 "and is never compared; remove it"

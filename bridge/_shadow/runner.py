@@ -268,9 +268,11 @@ class ShadowRunner:
         return route
 
     def rules_for(self, route: str) -> Rules:
+        """The route's rules with the app-wide ones of ``[shadow]``."""
+        app_wide = self.manifest.shadow_rules
         if route.startswith("("):  # no route of the manifest: UNMATCHED and the like
-            return Rules()
-        return self.manifest.rules.get(RouteKey.parse(route), Rules())
+            return app_wide
+        return self.manifest.rules.get(RouteKey.parse(route), Rules()).merge(app_wide)
 
     async def aclose(self) -> None:
         """Close both senders."""

@@ -59,6 +59,11 @@ def flask_sqlalchemy_app(uri: str) -> Flask:
     db = SQLAlchemy()
     db.init_app(app)
 
+    @app.after_request
+    def app_version(response: Any) -> Any:
+        response.headers["X-App-Version"] = shadow_apps.APP_VERSION
+        return response
+
     @app.get("/notes/<int:note_id>")
     def get_note(note_id: int) -> Any:
         text_ = db.session.execute(

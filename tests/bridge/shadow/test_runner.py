@@ -134,6 +134,37 @@ async def test_noise_narrows_the_comparison_a_value_outside_its_variation_differ
     assert difference.where not in [d.where for d in result.noise]
 
 
+async def test_an_app_wide_header_the_port_drops_differs(make_runner: Callable[..., Any]) -> None:
+    result = await run(make_runner, GET_NOTE, "drops-header")
+    assert result.outcome is Outcome.DIFFERENT
+    assert [str(d) for d in result.differences] == [
+        'header x-app-version: legacy "1.4.2", async absent (missing in async)'
+    ]
+
+
+async def test_shadow_rules_apply_to_every_route(
+    database_settings: DatabaseSettings, recorder: ChangeRecorder
+) -> None:
+    manifest = parse_manifest('[shadow]\nignore_headers = ["X-App-Version"]\n')
+    assert manifest.shadow_rules == Rules(ignore_headers=("x-app-version",))
+    flask_app = shadow_apps.create_flask(database_settings)
+    port = shadow_apps.create_port(database_settings, "drops-header")
+    try:
+        async with shadow_session(flask_app, port, manifest, recorder=recorder) as runner:
+            result = await runner.run(GET_NOTE)
+            unmatched = runner.rules_for(UNMATCHED)
+    finally:
+        flask_app.extensions["engine"].dispose()
+    assert result.outcome is Outcome.SAME, result.report()
+    assert unmatched == manifest.shadow_rules
+
+
+def test_a_bad_shadow_rule_is_one_line() -> None:
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest('[shadow]\nignore_header = ["etag"]\n')
+    assert "unknown key 'ignore_header' in [shadow]: expected one of" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("variant", "outcome"), [("good", Outcome.SAME), ("stale-timestamp", Outcome.DIFFERENT)]
 )
