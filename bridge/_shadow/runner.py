@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ import anyio.to_thread
 import httpx
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from flask import Flask
+from flask import Flask, got_request_exception
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import BaseRoute, Match
@@ -79,6 +80,8 @@ class CaseResult:
     noise: tuple[Difference, ...]
     proposed: Rules = field(default_factory=Rules)
     ported: bool = True  # the port side sent it to FastAPI, not to the legacy app
+    errors: tuple[tuple[str, str], ...] = ()
+    """``(side, traceback)`` of each exception an app raised answering the case in-process."""
 
     @property
     def outcome(self) -> Outcome:
@@ -91,6 +94,9 @@ class CaseResult:
         lines = [f"{self.route}: {self.case.label}"]
         lines += [f"  {difference}" for difference in self.differences]
         lines += [f"  noise: {difference}" for difference in self.noise]
+        for side, trace in self.errors:
+            lines.append(f"  {side} raised:")
+            lines += [f"    {line}" for line in trace.rstrip("\n").splitlines()]
         return "\n".join(lines)
 
 
@@ -172,10 +178,16 @@ def ported_side(flask_app: Flask, fastapi_app: FastAPI, manifest: Manifest) -> H
 
 
 class Sender:
-    """Sends requests to one side and returns what the client saw; close it when done."""
+    """Sends requests to one side and returns what the client saw; close it when done.
+
+    In-process, ``errors`` collects the traceback of each exception the ASGI
+    app raised while answering, so a 500 says why; the Flask app's are
+    collected by the runner, on either side; a running server's are its own.
+    """
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+        self.errors: list[str] = []
 
     async def __call__(self, request: httpx.Request) -> Snapshot:
         return Snapshot.from_httpx(await self.client.send(request))
@@ -186,6 +198,7 @@ class Sender:
 
 class _WSGISender(Sender):
     def __init__(self, app: Flask) -> None:
+        self.errors = []
         self.sync_client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE_URL)
 
     async def __call__(self, request: httpx.Request) -> Snapshot:
@@ -212,8 +225,20 @@ def wsgi_sender(app: Flask) -> Sender:
 
 def asgi_sender(app: Any) -> Sender:
     """Send requests to an ASGI app in-process; an error answer is an answer, not a crash."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return Sender(httpx.AsyncClient(transport=transport, base_url=BASE_URL))
+    errors: list[str] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        # Starlette answers 500 and raises the exception again: keep its traceback.
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:
+            errors.append("".join(traceback.format_exception(exc)))
+            raise
+
+    transport = httpx.ASGITransport(app=recording, raise_app_exceptions=False)
+    sender = Sender(httpx.AsyncClient(transport=transport, base_url=BASE_URL))
+    sender.errors = errors
+    return sender
 
 
 def url_sender(base_url: str, *, timeout: float = 30.0) -> Sender:
@@ -250,6 +275,12 @@ class ShadowRunner:
         self.cookie = FlaskSessionCookie(FlaskSessionConfig.from_flask_config(flask_app.config))
         self.login = manifest.login
         self._user_ids: dict[str, Any] = {}
+        self._flask_errors: list[str] = []
+        # Flask turns an exception into its 500 page, on either side; the signal still sees it.
+        got_request_exception.connect(self._flask_error, flask_app, weak=False)
+
+    def _flask_error(self, _sender: Flask, exception: BaseException, **_extra: Any) -> None:
+        self._flask_errors.append("".join(traceback.format_exception(exception)))
 
     def prepare(self, cases: Iterable[Case]) -> None:
         """Look up every user the cases name, so a missing one stops the run before it starts."""
@@ -276,6 +307,7 @@ class ShadowRunner:
 
     async def aclose(self) -> None:
         """Close both senders."""
+        got_request_exception.disconnect(self._flask_error, self.flask_app)
         await self.legacy.aclose()
         await self.port.aclose()
 
@@ -285,11 +317,13 @@ class ShadowRunner:
         request = self.request(case)
         start = datetime.now(UTC)
         legacy, legacy_rows = await self._send(self.legacy, request)
+        errors = [("legacy", trace) for trace in self._errors(self.legacy)]
         noise_rules = Rules()
         if self.aa:
             again, again_rows = await self._send(self.legacy, self.request(case))
             noise_rules = rules_from(self._compare(legacy, again, legacy_rows, again_rows, rules))
         port, port_rows = await self._send(self.port, self.request(case))
+        errors += [("async", trace) for trace in self._errors(self.port)]
         window = (start, datetime.now(UTC))
         everything = self._compare(legacy, port, legacy_rows, port_rows, rules, window)
         real = self._compare(legacy, port, legacy_rows, port_rows, rules.merge(noise_rules), window)
@@ -297,7 +331,8 @@ class ShadowRunner:
         # value is outside that variation stays in *real*, with why.
         failed = {d.where for d in real}
         noise = tuple(d for d in everything if d.where not in failed)
-        return CaseResult(case, route, tuple(real), noise, noise_rules, self._reaches_port(request))
+        ported = self._reaches_port(request)
+        return CaseResult(case, route, tuple(real), noise, noise_rules, ported, tuple(errors))
 
     def _reaches_port(self, request: httpx.Request) -> bool:
         if self.port_routes is None:
@@ -364,7 +399,13 @@ class ShadowRunner:
         self._user_ids[case.user] = value
         return value
 
+    def _errors(self, sender: Sender) -> list[str]:
+        """The tracebacks of the last request sent by *sender*."""
+        return [*self._flask_errors, *sender.errors]
+
     async def _send(self, send: Sender, request: httpx.Request) -> tuple[Snapshot, ChangeSet]:
+        send.errors.clear()
+        self._flask_errors.clear()
         if self.recorder is None:
             return await send(request), {}
         with self.recorder.capture() as capture:

@@ -59,3 +59,18 @@ async def test_a_remote_run_keeps_the_case_host() -> None:
     await sender.aclose()
     assert hosts == ["shop.example"]
     assert snapshot.body == b"http://127.0.0.1:8071/items"
+
+
+async def test_a_legacy_exception_is_shown_with_its_case() -> None:
+    flask_app, fastapi_app = apps()
+
+    def broken() -> str:
+        raise ZeroDivisionError("legacy divided by zero")
+
+    flask_app.add_url_rule("/broken", "broken", broken)
+    flask_app.logger.disabled = True  # the run shows it; pytest need not print it too
+    async with shadow_session(flask_app, fastapi_app, Manifest()) as runner:
+        result = await runner.run(Case(method="GET", path="/broken"))
+    assert result.route == "GET /broken"
+    assert [side for side, _ in result.errors] == ["legacy", "async"]  # unported: Flask on both
+    assert all("ZeroDivisionError: legacy divided by zero" in trace for _, trace in result.errors)

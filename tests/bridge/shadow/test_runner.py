@@ -346,3 +346,16 @@ async def test_a_failing_login_query_is_a_configuration_error(
             runner.prepare([Case(method="GET", path="/whoami", user="ann@example.com")])
     # The message has the driver's first line; the cause has all of it, and the SQL.
     assert isinstance(caught.value.__cause__, DBAPIError)
+
+
+async def test_the_port_exception_is_shown_with_its_case(make_runner: Callable[..., Any]) -> None:
+    result = await run(make_runner, ADD_NOTE, "raises")
+    assert result.outcome is Outcome.DIFFERENT
+    [(side, trace)] = result.errors
+    assert side == "async"
+    assert trace.startswith("Traceback (most recent call last):")
+    assert trace.rstrip().endswith("RuntimeError: the port forgot something")
+    report = result.report()
+    assert "  status: legacy 201, async 500" in report
+    assert "  async raised:\n    Traceback (most recent call last):" in report
+    assert "    RuntimeError: the port forgot something" in report
