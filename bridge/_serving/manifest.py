@@ -18,6 +18,7 @@
 
     [shadow]                  # optional; how shadow cases log in a "user"
     login = { session_key = "user_id", query = "SELECT id FROM users WHERE email = :user" }
+    # or, for a JWT app: login = { token = "app.auth:mint_token", query = "..." }
     ignore_headers = ["x-trace-id"]  # rules for every route
 
 Routes are keyed by HTTP method and Flask rule; unlisted routes are legacy. A
@@ -83,27 +84,35 @@ class BridgeOptions:
 
 @dataclass(frozen=True)
 class LoginRule:
-    """How a shadow case's ``user`` becomes a Flask session: ``[shadow] login``.
+    """How a shadow case's ``user`` logs in: ``[shadow] login``.
 
-    The query runs with ``:user`` bound to the case's user; its first column
-    is stored in the session under ``session_key``.
+    The query runs with ``:user`` bound to the case's user. Its first column
+    is stored in the Flask session under ``session_key``, and/or given to the
+    function ``token`` names (``"package.module:function"``, called in the Flask
+    app's context), whose string is sent as ``Authorization: Bearer <token>``.
     """
 
-    session_key: str
     query: str
+    session_key: str | None = None
+    token: str | None = None
 
     @classmethod
     def from_mapping(cls, data: object) -> LoginRule:
         if (
             not isinstance(data, Mapping)
-            or set(data) != {"session_key", "query"}
+            or not set(data) <= {"session_key", "query", "token"}
+            or "query" not in data
+            or not ({"session_key", "token"} & set(data))
             or not all(isinstance(v, str) and v for v in data.values())
         ):
             raise ManifestError(
                 '[shadow] login must be { session_key = "user_id", '
-                'query = "SELECT id FROM users WHERE email = :user" }'
+                'query = "SELECT id FROM users WHERE email = :user" }, '
+                'or give token = "package.module:mint_token" instead of or with session_key'
             )
-        return cls(session_key=data["session_key"], query=data["query"])
+        return cls(
+            query=data["query"], session_key=data.get("session_key"), token=data.get("token")
+        )
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from werkzeug.routing import Map, RequestRedirect
 from bridge._exceptions import ConfigurationError
 from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionCookie
 from bridge._serving.hybrid import HybridApp
+from bridge._serving.loading import import_object
 from bridge._serving.manifest import LoginRule, Manifest, RouteKey, RouteState
 from bridge._serving.routing import AUTOMATIC_METHODS, RouteTable
 from bridge._shadow.cases import Case
@@ -275,6 +276,7 @@ class ShadowRunner:
         self.cookie = FlaskSessionCookie(FlaskSessionConfig.from_flask_config(flask_app.config))
         self.login = manifest.login
         self._user_ids: dict[str, Any] = {}
+        self._tokens: dict[str, str] = {}
         self._flask_errors: list[str] = []
         # Flask turns an exception into its 500 page, on either side; the signal still sees it.
         got_request_exception.connect(self._flask_error, flask_app, weak=False)
@@ -283,10 +285,12 @@ class ShadowRunner:
         self._flask_errors.append("".join(traceback.format_exception(exception)))
 
     def prepare(self, cases: Iterable[Case]) -> None:
-        """Look up every user the cases name, so a missing one stops the run before it starts."""
+        """Look up every user the cases name (and mint their tokens), so a missing one
+        stops the run before it starts."""
         for case in cases:
             if case.user is not None:
                 self._user_id(case)
+                self._token(case)
 
     def route_of(self, case: Case) -> str:
         """The manifest key of the Flask rule a case's request matches; with no
@@ -352,6 +356,9 @@ class ShadowRunner:
         cookie = self._cookie(case)
         if cookie:
             headers["Cookie"] = cookie
+        token = self._token(case)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         if case.has_json:
             return httpx.Request(case.method, BASE_URL + case.path, headers=headers, json=case.json)
         content = case.body.encode() if case.body is not None else None
@@ -362,10 +369,35 @@ class ShadowRunner:
             return case.cookie
         session = case.session
         if case.user is not None:
-            session = {self._login().session_key: self._user_id(case)}
+            session_key = self._login().session_key
+            if session_key is None:  # the login is a bearer token alone
+                return None
+            session = {session_key: self._user_id(case)}
         if session is None:
             return None
         return f"{self.cookie.config.cookie_name}={self.cookie.dump(session)}"
+
+    def _token(self, case: Case) -> str | None:
+        """The bearer token of the case's user, minted once: every request of a
+        run sends the same, as one client would."""
+        if case.user is None or self._login().token is None:
+            return None
+        if case.user not in self._tokens:
+            self._tokens[case.user] = self._mint(case, self._user_id(case))
+        return self._tokens[case.user]
+
+    def _mint(self, case: Case, user_id: Any) -> str:
+        login = self._login()
+        assert login.token is not None
+        mint = import_object(login.token, self.manifest.path)
+        with self.flask_app.app_context():  # JWT helpers read the app's config
+            token = mint(user_id)
+        if not isinstance(token, str) or not token:
+            raise ConfigurationError(
+                f"{case.label}: [shadow] login token {login.token!r} returned {token!r}, "
+                "not a token: make it return the token as a string"
+            )
+        return token
 
     def _login(self) -> LoginRule:
         if self.login is None:

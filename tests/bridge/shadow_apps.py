@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from flask import Flask, abort, jsonify, request, session
+from itsdangerous import URLSafeSerializer
 from sqlalchemy import (
     Column,
     Integer,
@@ -62,6 +63,19 @@ def create_schema(settings: DatabaseSettings) -> None:
         connection.execute(insert(notes).values(text="first"))  # id 1, from the sequence
         connection.execute(insert(people).values(id=7, email="ann@example.com"))
     engine.dispose()
+
+
+def mint_token(user_id: int) -> str:
+    """A signed bearer token for *user_id*, as a JWT app's login would issue."""
+    return URLSafeSerializer(SECRET_KEY, salt="token").dumps({"sub": user_id})
+
+
+def token_user(authorization: str | None) -> Any:
+    """The user a bearer token names, or ``None``."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme != "Bearer":
+        return None
+    return URLSafeSerializer(SECRET_KEY, salt="token").loads(token)["sub"]
 
 
 def now_text(offset: timezone | None = None) -> str:
@@ -112,6 +126,10 @@ def create_flask(settings: DatabaseSettings | None = None) -> Flask:
     def whoami() -> Any:
         return jsonify(user_id=session.get("user_id"))
 
+    @app.get("/token-whoami")
+    def token_whoami() -> Any:
+        return jsonify(user_id=token_user(request.headers.get("Authorization")))
+
     return app
 
 
@@ -154,6 +172,10 @@ def create_port(settings: DatabaseSettings | None = None, variant: str | None = 
     @app.get("/whoami")
     async def whoami(request: Request) -> FlaskJSONResponse:
         return FlaskJSONResponse({"user_id": request.session.get("user_id")})
+
+    @app.get("/token-whoami")
+    async def token_whoami(request: Request) -> FlaskJSONResponse:
+        return FlaskJSONResponse({"user_id": token_user(request.headers.get("authorization"))})
 
     app.add_middleware(FlaskSessionMiddleware, config=FlaskSessionConfig(secret_key=SECRET_KEY))
 

@@ -359,3 +359,26 @@ async def test_the_port_exception_is_shown_with_its_case(make_runner: Callable[.
     assert "  status: legacy 201, async 500" in report
     assert "  async raised:\n    Traceback (most recent call last):" in report
     assert "    RuntimeError: the port forgot something" in report
+
+
+async def test_a_user_logs_in_with_a_bearer_token_the_manifest_names(
+    make_runner: Callable[..., Any],
+) -> None:
+    login = LoginRule(query=LOGIN.query, token="tests.bridge.shadow_apps:mint_token")
+    case = Case(method="GET", path="/token-whoami", user="ann@example.com")
+    async with make_runner(login=login) as runner:
+        request = runner.request(case)
+        result = await runner.run(case)
+    assert request.headers["authorization"] == f"Bearer {shadow_apps.mint_token(7)}"
+    assert "cookie" not in request.headers  # no session_key: the token alone
+    assert result.outcome is Outcome.SAME, result.report()
+
+
+def test_a_token_login_is_read_from_the_manifest() -> None:
+    manifest = parse_manifest(
+        '[shadow]\nlogin = { token = "app.auth:mint", query = "SELECT 1 WHERE :user" }\n'
+    )
+    assert manifest.login == LoginRule(query="SELECT 1 WHERE :user", token="app.auth:mint")
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest('[shadow]\nlogin = { query = "SELECT 1" }\n')
+    assert 'or give token = "package.module:mint_token"' in str(caught.value)
