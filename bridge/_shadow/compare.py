@@ -53,6 +53,7 @@ from enum import Enum
 from typing import Any
 
 import httpx
+from werkzeug.http import parse_dict_header, parse_list_header
 
 from bridge._media import is_json, parse_media_type
 from bridge._shadow.jsonpath import (
@@ -249,19 +250,16 @@ def _header_value(name: str, value: str) -> object:
     if name in _SETS:
         return frozenset(_tokens(value))
     if name == "cache-control":
-        return frozenset(_parameter(token) for token in _tokens(value))
+        directives = parse_dict_header(value)
+        return frozenset((key.lower(), item or "") for key, item in directives.items())
     if name == "content-encoding":
         return tuple(token.lower() for token in _tokens(value))
     return value.strip()
 
 
 def _tokens(value: str) -> list[str]:
-    return [token.strip() for token in value.split(",") if token.strip()]
-
-
-def _parameter(text: str) -> tuple[str, str]:
-    name, _, value = text.partition("=")
-    return name.strip().lower(), value.strip().strip('"')
+    # Werkzeug's list parser keeps a quoted comma inside its item.
+    return [token.strip() for token in parse_list_header(value) if token.strip()]
 
 
 def _media_type(value: str) -> tuple[str, frozenset[tuple[str, str]]]:

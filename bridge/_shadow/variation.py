@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
+
+from werkzeug.http import parse_date
 
 KINDS = ("instant", "token", "increasing", "type")
 
@@ -49,10 +50,7 @@ def instant(text: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        try:
-            moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
+        return parse_date(text)  # Werkzeug's HTTP date parser: aware, or None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
