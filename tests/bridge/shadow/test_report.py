@@ -294,6 +294,35 @@ def test_a_broken_port_exits_1_and_prints_where_it_first_differs_leaving_the_db_
     assert dump(recorder) == before
 
 
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        ("stale-timestamp", '"2000-01-01T00:00:00.000000" (varies as instant: outside the run, '),
+        ("drops-header", 'header x-app-version: legacy "1.4.2", async absent (missing in async)'),
+        ("raises", "    RuntimeError: the port forgot something"),
+    ],
+)
+def test_a_planted_bug_exits_1_and_the_report_names_it(
+    recorder: ChangeRecorder,
+    database_settings: DatabaseSettings,
+    tmp_path: Path,
+    manifest: Path,
+    port: str,
+    expected: str,
+) -> None:
+    report = tmp_path / "report.json"
+    result = run_shadow(
+        database_settings, write_cases(tmp_path), manifest, "--json", str(report), port=port
+    )
+
+    assert_exit(result, 1)
+    assert expected in result.stdout, result.stdout
+    if port == "raises":
+        errors = json.loads(report.read_text(encoding="utf-8"))["cases"][2]["errors"]
+        assert [error["side"] for error in errors] == ["async"]
+        assert "RuntimeError: the port forgot something" in errors[0]["traceback"]
+
+
 # -- Progress and errors ------------------------------------------------------
 
 
