@@ -483,8 +483,9 @@ def rules_from(differences: Iterable[Difference]) -> Rules:
                 unordered.append(pattern)
             elif MISSING in (difference.legacy, difference.port):
                 ignore.append(pattern)
+            elif (kind := classify(difference.legacy, difference.port)) is None:
+                ignore.append(pattern)  # even the type varies: null, then a string
             else:
-                kind = classify(difference.legacy, difference.port)
                 # One pattern, several places: the loosest of their kinds.
                 vary[pattern] = max(vary.get(pattern, kind), kind, key=KINDS.index)
         elif match := _HEADER.match(where):

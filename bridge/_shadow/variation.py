@@ -63,8 +63,9 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def classify(first: Any, again: Any) -> str:
-    """The narrowest kind that both legacy values have."""
+def classify(first: Any, again: Any) -> str | None:
+    """The narrowest kind that both legacy values have; ``None`` when even their JSON
+    types differ, so that no kind holds."""
     if _is_instant(first) and _is_instant(again):
         return "instant"
     if (
@@ -76,7 +77,7 @@ def classify(first: Any, again: Any) -> str:
         return "token"
     if _is_int(first) and _is_int(again) and again > first:
         return "increasing"
-    return "type"
+    return "type" if _json_type(first) == _json_type(again) else None
 
 
 def check(

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from bridge._shadow.compare import Rules, compare_json
+from bridge._shadow.compare import Difference, Rules, compare_json
+from bridge._shadow.runner import rules_from
 from bridge._shadow.variation import check, classify
 
 NOW = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
@@ -25,9 +26,10 @@ WINDOW = (NOW, NOW + timedelta(seconds=1))
         (5, 4, "type"),
         ("a b", "c d", "type"),
         (1.5, 2.5, "type"),
+        (None, "2026-12-01T14:00:00", None),  # even the type varies: no kind holds
     ],
 )
-def test_the_narrowest_kind_both_values_have(first: Any, again: Any, kind: str) -> None:
+def test_the_narrowest_kind_both_values_have(first: Any, again: Any, kind: str | None) -> None:
     assert classify(first, again) == kind
 
 
@@ -75,3 +77,14 @@ def test_vary_in_the_rules_reports_where_and_why() -> None:
         '$.items[0].at: legacy "2026-12-01T14:00:00", async "2000-01-01T00:00:00" '
         "(varies as instant: outside the run, 2026-12-01T14:00:00Z to 2026-12-01T14:00:01Z)"
     )
+
+
+def test_a_place_whose_type_varies_is_proposed_for_ignore() -> None:
+    noise = [
+        Difference("$.items[0].shipped_at", None, "2026-12-01T14:00:00"),
+        Difference("$.items[1].shipped_at", "2026-12-01T14:00:00", "2026-12-01T14:00:01"),
+        Difference("$.token", "a3f9b2c1", "0d9e4f11"),
+    ]
+    rules = rules_from(noise)
+    assert rules.ignore == ("$.items[*].shipped_at",)
+    assert rules.vary == (("$.token", "token"),)
