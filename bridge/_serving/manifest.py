@@ -20,10 +20,13 @@
 
     [shadow]                  # optional; how shadow cases log in a "user"
     login = { session_key = "user_id", query = "SELECT id FROM users WHERE email = :user" }
+    # or, for a JWT app: login = { token = "app.auth:mint_token", query = "..." }
+    ignore_headers = ["x-trace-id"]  # rules for every route
 
 Routes are keyed by HTTP method and Flask rule; unlisted routes are legacy. A
 route given as a table may carry shadow-comparison rules besides its state
-(see :class:`bridge._shadow.compare.Rules`).
+(see :class:`bridge._shadow.compare.Rules`); ``[shadow]`` may carry rules
+for every route.
 Parsing does no I/O beyond reading the file and knows nothing of the apps;
 :mod:`bridge._serving.routing` checks the keys against them.
 """
@@ -90,27 +93,35 @@ class BridgeOptions:
 
 @dataclass(frozen=True)
 class LoginRule:
-    """How a shadow case's ``user`` becomes a Flask session: ``[shadow] login``.
+    """How a shadow case's ``user`` logs in: ``[shadow] login``.
 
-    The query runs with ``:user`` bound to the case's user; its first column
-    is stored in the session under ``session_key``.
+    The query runs with ``:user`` bound to the case's user. Its first column
+    is stored in the Flask session under ``session_key``, and/or given to the
+    function ``token`` names (``"package.module:function"``, called in the Flask
+    app's context), whose string is sent as ``Authorization: Bearer <token>``.
     """
 
-    session_key: str
     query: str
+    session_key: str | None = None
+    token: str | None = None
 
     @classmethod
     def from_mapping(cls, data: object) -> LoginRule:
         if (
             not isinstance(data, Mapping)
-            or set(data) != {"session_key", "query"}
+            or not set(data) <= {"session_key", "query", "token"}
+            or "query" not in data
+            or not ({"session_key", "token"} & set(data))
             or not all(isinstance(v, str) and v for v in data.values())
         ):
             raise ManifestError(
                 '[shadow] login must be { session_key = "user_id", '
-                'query = "SELECT id FROM users WHERE email = :user" }'
+                'query = "SELECT id FROM users WHERE email = :user" }, '
+                'or give token = "package.module:mint_token" instead of or with session_key'
             )
-        return cls(session_key=data["session_key"], query=data["query"])
+        return cls(
+            query=data["query"], session_key=data.get("session_key"), token=data.get("token")
+        )
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,8 @@ class Manifest:
     rules: Mapping[RouteKey, Rules] = field(default_factory=dict)
     login: LoginRule | None = None
     path: str | None = None
+    shadow_rules: Rules = field(default_factory=Rules)
+    """``[shadow]``'s rules: they apply to every route, with the route's own."""
 
     def state(self, method: str, rule: str) -> RouteState:
         """The state of a route; unlisted routes are legacy."""
@@ -171,7 +184,7 @@ def parse_manifest(text: str, *, path: str | None = None) -> Manifest:
         _check_keys(apps, {"flask", "fastapi"}, "[apps]")
         routes, rules = _routes(_table(data, "routes"))
         shadow = _table(data, "shadow")
-        _check_keys(shadow, {"login"}, "[shadow]")
+        shadow_rules = Rules.from_mapping(shadow, where="[shadow]", other_keys=("login",))
         login = LoginRule.from_mapping(shadow["login"]) if "login" in shadow else None
         return Manifest(
             flask_app=_optional_str(apps, "flask", "[apps]"),
@@ -181,6 +194,7 @@ def parse_manifest(text: str, *, path: str | None = None) -> Manifest:
             rules=rules,
             login=login,
             path=path,
+            shadow_rules=shadow_rules,
         )
     except ManifestError as exc:  # the same error, now naming the file
         raise ManifestError(str(exc), path=path) from None

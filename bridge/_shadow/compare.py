@@ -20,10 +20,10 @@ manifest says so::
 What counts as the same:
 
 - **Status**: the same code.
-- **Headers**: those that matter to clients (content-type, location, caching,
-  vary, allow, access-control-*, ...), plus ``headers``, minus
-  ``ignore_headers``; transport headers (date, server, content-length, ...)
-  never. Values are compared as the header's grammar defines them: a
+- **Headers**: every one, minus ``ignore_headers``; hop-by-hop headers
+  (:data:`~bridge._shadow.rules.HOP_BY_HOP_HEADERS`) never, and the few
+  volatile ones (:data:`~bridge._shadow.rules.VOLATILE_HEADERS`: date, server,
+  ...) only when ``headers`` names them. Values are compared as the header's grammar defines them: a
   content-type's parameters in any order, vary and allow as sets, and so on.
 - **Cookies**: by name and attributes (path, domain, secure, httponly,
   samesite, max-age, partitioned, whether it expires at all, whether it is a
@@ -49,11 +49,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Any
 
 import httpx
+from werkzeug.http import parse_dict_header, parse_list_header
 
 from bridge._media import is_json, parse_media_type
 from bridge._shadow.jsonpath import (
@@ -67,8 +67,11 @@ from bridge._shadow.jsonpath import (
 )
 from bridge._shadow.jsonpath import generalize as generalize
 from bridge._shadow.jsonpath import is_ignored as is_ignored
+from bridge._shadow.rules import HOP_BY_HOP_HEADERS, VOLATILE_HEADERS
 from bridge._shadow.rules import TRANSPORT_HEADERS as TRANSPORT_HEADERS
 from bridge._shadow.rules import Rules as Rules
+from bridge._shadow.variation import Window, instant
+from bridge._shadow.variation import check as check_variation
 
 
 class Missing(Enum):
@@ -105,26 +108,6 @@ class Snapshot:
         """Every value of the header *name*, in order."""
         name = name.lower()
         return [value for key, value in self.headers if key == name]
-
-
-DEFAULT_HEADERS = frozenset(
-    {
-        "content-type",
-        "location",
-        "cache-control",
-        "expires",
-        "etag",
-        "last-modified",
-        "vary",
-        "allow",
-        "retry-after",
-        "content-disposition",
-        "content-language",
-        "content-encoding",
-        "www-authenticate",
-    }
-)
-"""Compared unless ignored, with every ``access-control-*`` header."""
 
 
 @dataclass(frozen=True)
@@ -210,15 +193,20 @@ class Comparison:
         return "\n".join(d.render(legacy_label, port_label) for d in ordered)
 
 
-def compare_responses(legacy: Snapshot, port: Snapshot, rules: Rules = Rules()) -> Comparison:
-    """Every difference a client could notice between *legacy* and *port*."""
+def compare_responses(
+    legacy: Snapshot, port: Snapshot, rules: Rules = Rules(), *, window: Window | None = None
+) -> Comparison:
+    """Every difference a client could notice between *legacy* and *port*.
+
+    *window* is the run's span, which an ``instant`` in ``vary`` must fall in.
+    """
     differences: list[Difference] = []
     if legacy.status != port.status:
         differences.append(Difference("status", legacy.status, port.status))
     differences += _header_differences(legacy, port, rules)
     if "set-cookie" not in rules.ignore_headers:
         differences += _cookie_differences(legacy, port)
-    differences += _body_differences(legacy, port, rules)
+    differences += _body_differences(legacy, port, rules, window)
     return Comparison(tuple(differences))
 
 
@@ -226,9 +214,10 @@ def compare_responses(legacy: Snapshot, port: Snapshot, rules: Rules = Rules()) 
 
 
 def _compared(name: str, rules: Rules) -> bool:
-    if name in TRANSPORT_HEADERS or name == "set-cookie" or name in rules.ignore_headers:
+    # Cookies are compared apart, by name and attributes.
+    if name == "set-cookie" or name in rules.ignore_headers or name in HOP_BY_HOP_HEADERS:
         return False
-    return name in DEFAULT_HEADERS or name.startswith("access-control-") or name in rules.headers
+    return name not in VOLATILE_HEADERS or name in rules.headers
 
 
 def _header_differences(legacy: Snapshot, port: Snapshot, rules: Rules) -> Iterator[Difference]:
@@ -261,19 +250,16 @@ def _header_value(name: str, value: str) -> object:
     if name in _SETS:
         return frozenset(_tokens(value))
     if name == "cache-control":
-        return frozenset(_parameter(token) for token in _tokens(value))
+        directives = parse_dict_header(value)
+        return frozenset((key.lower(), item or "") for key, item in directives.items())
     if name == "content-encoding":
         return tuple(token.lower() for token in _tokens(value))
     return value.strip()
 
 
 def _tokens(value: str) -> list[str]:
-    return [token.strip() for token in value.split(",") if token.strip()]
-
-
-def _parameter(text: str) -> tuple[str, str]:
-    name, _, value = text.partition("=")
-    return name.strip().lower(), value.strip().strip('"')
+    # Werkzeug's list parser keeps a quoted comma inside its item.
+    return [token.strip() for token in parse_list_header(value) if token.strip()]
 
 
 def _media_type(value: str) -> tuple[str, frozenset[tuple[str, str]]]:
@@ -311,7 +297,7 @@ def _parse_cookie(header: str, now: datetime) -> _Cookie:
         if not key:
             continue
         if key == "expires":
-            expires = _instant(raw)
+            expires = instant(raw)
             attributes[key] = True  # whether it outlives the browser session, not when
         elif key in _FLAGS or not equals:
             attributes[key] = True
@@ -419,13 +405,15 @@ def _parse_json(body: bytes) -> Any:
         return _INVALID
 
 
-def _body_differences(legacy: Snapshot, port: Snapshot, rules: Rules) -> list[Difference]:
+def _body_differences(
+    legacy: Snapshot, port: Snapshot, rules: Rules, window: Window | None
+) -> list[Difference]:
     ours, theirs = _content_type(legacy), _content_type(port)
     note = ""
     if is_json(ours[0]) and is_json(theirs[0]):
         mine, other = _parse_json(legacy.body), _parse_json(port.body)
         if mine is not _INVALID and other is not _INVALID:
-            return compare_json(mine, other, rules)
+            return compare_json(mine, other, rules, window=window)
         sides = [side for side, v in (("legacy", mine), ("async", other)) if v is _INVALID]
         note = f"not JSON in {' and '.join(sides)}; "
     if legacy.body == port.body:
@@ -496,21 +484,23 @@ def _kind(value: Any) -> str:
 
 
 def compare_json(
-    legacy: Any, port: Any, rules: Rules = Rules(), path: str = "$"
+    legacy: Any, port: Any, rules: Rules = Rules(), path: str = "$", *, window: Window | None = None
 ) -> list[Difference]:
     """Every difference between two decoded JSON documents, in document order.
 
     *path* is where the two values are in their documents, for the rules and
-    the report.
+    the report; *window* as for :func:`compare_responses`.
     """
     differences: list[Difference] = []
-    _JSONComparer(rules).compare(legacy, port, parse_path(path), differences)
+    _JSONComparer(rules, window).compare(legacy, port, parse_path(path), differences)
     return differences
 
 
 class _JSONComparer:
-    def __init__(self, rules: Rules) -> None:
+    def __init__(self, rules: Rules, window: Window | None = None) -> None:
         self.rules = rules
+        self.window = window
+        self.vary = [(parse_pattern(p), kind) for p, kind in rules.vary]
         self.ignore = [parse_pattern(p) for p in rules.ignore]
         self.unordered = [parse_pattern(p) for p in rules.unordered]
         self.datetimes = [parse_pattern(p) for p in rules.datetimes]
@@ -524,6 +514,13 @@ class _JSONComparer:
 
     def compare(self, legacy: Any, port: Any, path: Path, out: list[Difference]) -> None:
         if self.ignored(path):
+            return
+        kind = next((k for pattern, k in self.vary if matches(pattern, path, below=False)), None)
+        if kind is not None and legacy != port:
+            tolerance = self.rules.datetime_tolerance
+            note = check_variation(kind, legacy, port, window=self.window, tolerance=tolerance)
+            if note is not None:
+                out.append(Difference(format_path(path), legacy, port, note))
             return
         kinds = _kind(legacy), _kind(port)
         if kinds == ("string", "string") and self.at(self.datetimes, path):
@@ -555,7 +552,7 @@ class _JSONComparer:
     def instants(self, legacy: str, port: str, path: Path, out: list[Difference]) -> None:
         if legacy == port:
             return
-        mine, other = _instant(legacy), _instant(port)
+        mine, other = instant(legacy), instant(port)
         if mine is None or other is None:
             sides = [side for side, v in (("legacy", mine), ("async", other)) if v is None]
             out.append(
@@ -657,7 +654,7 @@ class _JSONComparer:
         return _maximum_matching(len(legacy), len(port), equal, pairs, perfect=perfect)
 
     def loosened_below(self, path: Path) -> bool:
-        patterns = (*self.ignore, *self.unordered, *self.datetimes)
+        patterns = (*self.ignore, *self.unordered, *self.datetimes, *(p for p, _ in self.vary))
         return self.rules.tolerance > 0 or any(reaches_below(p, path) for p in patterns)
 
 
@@ -750,15 +747,3 @@ def _gap(legacy: float, port: float) -> str:
         return f"{abs(legacy - port):.3g}"
     except OverflowError:
         return "a lot"
-
-
-def _instant(text: str) -> datetime | None:
-    """An aware datetime from ISO 8601 or an HTTP date; naive times are UTC."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

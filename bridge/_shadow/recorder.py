@@ -7,6 +7,7 @@ before a request, and afterwards puts them back in the order
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +29,8 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SAWarning
+from sqlalchemy.schema import sort_tables
 from sqlalchemy.sql.expression import literal_column
 
 from bridge._exceptions import ConfigurationError, RestoreError
@@ -384,22 +386,13 @@ class ChangeRecorder:
 
 
 def _parents_first(tables: Sequence[Table]) -> tuple[Table, ...]:
-    """*tables*, each after the tables it refers to; as given where they form a cycle."""
-    members = set(tables)
-    parents = {
-        table: {
-            fk.referred_table
-            for fk in table.foreign_key_constraints
-            if fk.referred_table in members and fk.referred_table is not table
-        }
-        for table in tables
-    }
-    placed: list[Table] = []
-    waiting = list(tables)
-    while waiting:
-        ready = [table for table in waiting if parents[table].issubset(placed)]
-        if not ready:
-            return (*placed, *waiting)
-        placed += ready
-        waiting = [table for table in waiting if table not in ready]
-    return tuple(placed)
+    """*tables*, each after the tables it refers to, by SQLAlchemy's own sort.
+
+    Tables in a foreign-key cycle cannot all come after their parents;
+    ``sort_tables`` still orders them and warns. The restore defers the
+    constraints for that case (see ``_defer_constraints``), so the warning says
+    nothing the run can act on.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)
+        return tuple(sort_tables(tables))

@@ -162,6 +162,7 @@ def to_json(
                 "ported": r.ported,
                 "differences": [str(d) for d in r.differences],
                 "noise": [str(d) for d in r.noise],
+                "errors": [{"side": side, "traceback": trace} for side, trace in r.errors],
             }
             for r in results
         ],

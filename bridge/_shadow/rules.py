@@ -14,24 +14,35 @@ from typing import Any
 
 from bridge._exceptions import ManifestError
 from bridge._shadow.jsonpath import EXAMPLE, JSONPathError, parse_pattern
+from bridge._shadow.variation import KINDS
 
 _PATH_RULES = ("ignore", "unordered", "datetimes")
 _HEADER_RULES = ("ignore_headers", "headers")
 _TOLERANCES = ("tolerance", "datetime_tolerance")
 _LIST_RULES = (*_PATH_RULES, *_HEADER_RULES, "ignore_columns")
 
-# Never compared: they describe the connection, not the answer.
-TRANSPORT_HEADERS = frozenset(
+HOP_BY_HOP_HEADERS = frozenset(
     {
-        "date",
-        "server",
-        "content-length",
-        "transfer-encoding",
         "connection",
         "keep-alive",
-        "x-bridge-side",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",  # framing: the body itself is compared
     }
 )
+"""Never compared: they describe one hop of the connection (RFC 9110 7.6.1), not the answer."""
+
+VOLATILE_HEADERS = frozenset({"date", "server", "age", "x-request-id", "x-bridge-side"})
+"""Not compared unless a rule's ``headers`` names them: they differ between any two
+answers, or name the server. Every other header is compared; the A/A run finds the
+rest of an app's volatile ones."""
+
+TRANSPORT_HEADERS = HOP_BY_HOP_HEADERS | VOLATILE_HEADERS
+"""Not compared by default."""
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -58,9 +69,12 @@ class Rules:
     ignore_headers: tuple[str, ...] = ()
     """Headers not compared though they matter by default; ``set-cookie`` skips cookies."""
     headers: tuple[str, ...] = ()
-    """Headers compared besides the defaults."""
+    """Volatile headers compared all the same (every other header is compared anyway)."""
     ignore_columns: tuple[str, ...] = ()
     """``table.column`` not compared in database changes (see :mod:`bridge._shadow.changes`)."""
+    vary: tuple[tuple[str, str], ...] = ()
+    """``(path, kind)``: places whose value may vary, but only as the kind says (see
+    :mod:`bridge._shadow.variation`); what the A/A run proposes for noise."""
 
     def __post_init__(self) -> None:
         for name in _LIST_RULES:
@@ -71,6 +85,11 @@ class Rules:
         for name in _PATH_RULES:
             for pattern in getattr(self, name):
                 parse_pattern(pattern)
+        object.__setattr__(self, "vary", tuple((p, k) for p, k in dict(self.vary).items()))
+        for pattern, kind in self.vary:
+            parse_pattern(pattern)
+            if kind not in KINDS:
+                raise ValueError(f"vary kind must be one of {', '.join(KINDS)}, got {kind!r}")
         for name in _TOLERANCES:
             if not _is_tolerance(getattr(self, name)):
                 raise ValueError(
@@ -85,6 +104,7 @@ class Rules:
         }
         return Rules(
             **lists,
+            vary=(*self.vary, *((p, k) for p, k in other.vary if p not in dict(self.vary))),
             tolerance=max(self.tolerance, other.tolerance),
             datetime_tolerance=max(self.datetime_tolerance, other.datetime_tolerance),
         )
@@ -112,6 +132,8 @@ class Rules:
         for key in _HEADER_RULES:
             if key in data:
                 values[key] = _header_names(data[key], key, where)
+        if "vary" in data:
+            values["vary"] = _vary(data["vary"], where)
         if "ignore_columns" in data:
             values["ignore_columns"] = _columns(data["ignore_columns"], where)
         for key in _TOLERANCES:
@@ -158,7 +180,7 @@ def _header_names(value: object, key: str, where: str) -> tuple[str, ...]:
             raise ManifestError(
                 f'{where} {key}: {name!r} is not a header name; write names such as "etag"'
             )
-        if key == "headers" and name in TRANSPORT_HEADERS:
+        if key == "headers" and name in HOP_BY_HOP_HEADERS:
             raise ManifestError(
                 f"{where} headers: {name!r} describes the connection "
                 "and is never compared; remove it"
@@ -176,3 +198,17 @@ def _columns(value: object, where: str) -> tuple[str, ...]:
                 'write names such as "orders.updated_at"'
             )
     return tuple(columns)
+
+
+def _vary(value: object, where: str) -> tuple[tuple[str, str], ...]:
+    example = '{ "$.created_at" = "instant" }'
+    if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+        raise ManifestError(f"{where} vary must be a table such as {example}, got {value!r}")
+    for path, kind in value.items():
+        if kind not in KINDS:
+            raise ManifestError(
+                f"{where} vary: {path!r} = {kind!r} is not a kind of variation; "
+                f"write one of {', '.join(KINDS)}"
+            )
+    _paths(list(value), "vary", where)
+    return tuple(value.items())

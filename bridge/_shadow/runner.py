@@ -23,29 +23,35 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import anyio.to_thread
 import httpx
 from fastapi import FastAPI
-from flask import Flask
+from fastapi.routing import APIRoute
+from flask import Flask, got_request_exception
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.routing import BaseRoute, Match
 from werkzeug.exceptions import HTTPException as RoutingError
 from werkzeug.exceptions import MethodNotAllowed
-from werkzeug.routing import Map
+from werkzeug.routing import Map, RequestRedirect
 
 from bridge._exceptions import ConfigurationError
 from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionCookie
 from bridge._serving.hybrid import HybridApp
+from bridge._serving.loading import import_object
 from bridge._serving.manifest import LoginRule, Manifest, RouteKey, RouteState
 from bridge._serving.routing import AUTOMATIC_METHODS, RouteTable
 from bridge._shadow.cases import Case
 from bridge._shadow.changes import ChangeSet, compare_changes
 from bridge._shadow.compare import (
+    MISSING,
     Comparison,
     Difference,
     Rules,
@@ -54,6 +60,7 @@ from bridge._shadow.compare import (
     generalize,
 )
 from bridge._shadow.recorder import ChangeRecorder
+from bridge._shadow.variation import KINDS, Window, classify
 
 BASE_URL = "http://localhost"
 UNMATCHED = "(no Flask rule matches)"
@@ -74,6 +81,8 @@ class CaseResult:
     noise: tuple[Difference, ...]
     proposed: Rules = field(default_factory=Rules)
     ported: bool = True  # the port side sent it to FastAPI, not to the legacy app
+    errors: tuple[tuple[str, str], ...] = ()
+    """``(side, traceback)`` of each exception an app raised answering the case in-process."""
 
     @property
     def outcome(self) -> Outcome:
@@ -86,6 +95,9 @@ class CaseResult:
         lines = [f"{self.route}: {self.case.label}"]
         lines += [f"  {difference}" for difference in self.differences]
         lines += [f"  noise: {difference}" for difference in self.noise]
+        for side, trace in self.errors:
+            lines.append(f"  {side} raised:")
+            lines += [f"    {line}" for line in trace.rstrip("\n").splitlines()]
         return "\n".join(lines)
 
 
@@ -93,8 +105,13 @@ def route_of(url_map: Map, case: Case) -> str:
     """The manifest key (``"GET /api/products/<int:product_id>"``) a case's request matches,
     :data:`WRONG_METHOD` or :data:`UNMATCHED`. ``HEAD`` counts as its rule's ``GET``."""
     adapter = url_map.bind("localhost")
+    path = httpx.URL(case.path).path
     try:
-        rule, _ = adapter.match(httpx.URL(case.path).path, method=case.method, return_rule=True)
+        try:
+            rule, _ = adapter.match(path, method=case.method, return_rule=True)
+        except RequestRedirect as redirect:  # /notes for /notes/: the rule exists
+            path = httpx.URL(redirect.new_url).path
+            rule, _ = adapter.match(path, method=case.method, return_rule=True)
     except MethodNotAllowed:
         return WRONG_METHOD
     except RoutingError:
@@ -105,6 +122,21 @@ def route_of(url_map: Map, case: Case) -> str:
     if method in AUTOMATIC_METHODS and method != "HEAD":
         return f"(Flask's automatic {method})"
     return str(RouteKey(method, rule.rule))
+
+
+def fastapi_route_of(routes: Iterable[BaseRoute], case: Case) -> str | None:
+    """``"GET /notes/{note_id}"`` for the FastAPI route that takes the case's request."""
+    scope = {
+        "type": "http",
+        "method": case.method,
+        "path": httpx.URL(case.path).path,
+        "root_path": "",
+        "headers": [],
+    }
+    for route in routes:
+        if isinstance(route, APIRoute) and route.matches(scope)[0] is Match.FULL:
+            return f"{case.method} {route.path}"
+    return None
 
 
 def app_tables(flask_app: Flask) -> list[str] | None:
@@ -147,10 +179,16 @@ def ported_side(flask_app: Flask, fastapi_app: FastAPI, manifest: Manifest) -> H
 
 
 class Sender:
-    """Sends requests to one side and returns what the client saw; close it when done."""
+    """Sends requests to one side and returns what the client saw; close it when done.
+
+    In-process, ``errors`` collects the traceback of each exception the ASGI
+    app raised while answering, so a 500 says why; the Flask app's are
+    collected by the runner, on either side; a running server's are its own.
+    """
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+        self.errors: list[str] = []
 
     async def __call__(self, request: httpx.Request) -> Snapshot:
         return Snapshot.from_httpx(await self.client.send(request))
@@ -161,6 +199,7 @@ class Sender:
 
 class _WSGISender(Sender):
     def __init__(self, app: Flask) -> None:
+        self.errors = []
         self.sync_client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE_URL)
 
     async def __call__(self, request: httpx.Request) -> Snapshot:
@@ -174,8 +213,9 @@ class _WSGISender(Sender):
 
 class _URLSender(Sender):
     async def __call__(self, request: httpx.Request) -> Snapshot:
+        # The request keeps the case's Host header: an app that builds absolute
+        # URLs from it must answer both servers with the same ones.
         request.url = self.client.base_url.join(request.url.raw_path.decode("ascii"))
-        request.headers["host"] = request.url.netloc.decode("ascii")
         return await super().__call__(request)
 
 
@@ -186,8 +226,20 @@ def wsgi_sender(app: Flask) -> Sender:
 
 def asgi_sender(app: Any) -> Sender:
     """Send requests to an ASGI app in-process; an error answer is an answer, not a crash."""
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return Sender(httpx.AsyncClient(transport=transport, base_url=BASE_URL))
+    errors: list[str] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        # Starlette answers 500 and raises the exception again: keep its traceback.
+        try:
+            await app(scope, receive, send)
+        except Exception as exc:
+            errors.append("".join(traceback.format_exception(exc)))
+            raise
+
+    transport = httpx.ASGITransport(app=recording, raise_app_exceptions=False)
+    sender = Sender(httpx.AsyncClient(transport=transport, base_url=BASE_URL))
+    sender.errors = errors
+    return sender
 
 
 def url_sender(base_url: str, *, timeout: float = 30.0) -> Sender:
@@ -224,24 +276,42 @@ class ShadowRunner:
         self.cookie = FlaskSessionCookie(FlaskSessionConfig.from_flask_config(flask_app.config))
         self.login = manifest.login
         self._user_ids: dict[str, Any] = {}
+        self._tokens: dict[str, str] = {}
+        self._flask_errors: list[str] = []
+        # Flask turns an exception into its 500 page, on either side; the signal still sees it.
+        got_request_exception.connect(self._flask_error, flask_app, weak=False)
+
+    def _flask_error(self, _sender: Flask, exception: BaseException, **_extra: Any) -> None:
+        self._flask_errors.append("".join(traceback.format_exception(exception)))
 
     def prepare(self, cases: Iterable[Case]) -> None:
-        """Look up every user the cases name, so a missing one stops the run before it starts."""
+        """Look up every user the cases name (and mint their tokens), so a missing one
+        stops the run before it starts."""
         for case in cases:
             if case.user is not None:
                 self._user_id(case)
+                self._token(case)
 
     def route_of(self, case: Case) -> str:
-        """The manifest key of the Flask rule a case's request matches."""
-        return route_of(self.flask_app.url_map, case)
+        """The manifest key of the Flask rule a case's request matches; with no
+        such rule, the label says which FastAPI route answers it, if one does."""
+        route = route_of(self.flask_app.url_map, case)
+        if route in (UNMATCHED, WRONG_METHOD) and self.port_routes is not None:
+            port_route = fastapi_route_of(self.port_routes.async_routes, case)
+            if port_route is not None:
+                return f"{route[:-1]}; port route {port_route})"
+        return route
 
     def rules_for(self, route: str) -> Rules:
+        """The route's rules with the app-wide ones of ``[shadow]``."""
+        app_wide = self.manifest.shadow_rules
         if route.startswith("("):  # no route of the manifest: UNMATCHED and the like
-            return Rules()
-        return self.manifest.rules.get(RouteKey.parse(route), Rules())
+            return app_wide
+        return self.manifest.rules.get(RouteKey.parse(route), Rules()).merge(app_wide)
 
     async def aclose(self) -> None:
         """Close both senders."""
+        got_request_exception.disconnect(self._flask_error, self.flask_app)
         await self.legacy.aclose()
         await self.port.aclose()
 
@@ -249,16 +319,24 @@ class ShadowRunner:
         route = self.route_of(case)
         rules = self.rules_for(route)
         request = self.request(case)
+        start = datetime.now(UTC)
         legacy, legacy_rows = await self._send(self.legacy, request)
+        errors = [("legacy", trace) for trace in self._errors(self.legacy)]
         noise_rules = Rules()
         if self.aa:
             again, again_rows = await self._send(self.legacy, self.request(case))
             noise_rules = rules_from(self._compare(legacy, again, legacy_rows, again_rows, rules))
         port, port_rows = await self._send(self.port, self.request(case))
-        everything = self._compare(legacy, port, legacy_rows, port_rows, rules)
-        real = self._compare(legacy, port, legacy_rows, port_rows, rules.merge(noise_rules))
-        noise = tuple(d for d in everything if d not in real)
-        return CaseResult(case, route, tuple(real), noise, noise_rules, self._reaches_port(request))
+        errors += [("async", trace) for trace in self._errors(self.port)]
+        window = (start, datetime.now(UTC))
+        everything = self._compare(legacy, port, legacy_rows, port_rows, rules, window)
+        real = self._compare(legacy, port, legacy_rows, port_rows, rules.merge(noise_rules), window)
+        # A place whose variation the noise explains is noise; one whose port
+        # value is outside that variation stays in *real*, with why.
+        failed = {d.where for d in real}
+        noise = tuple(d for d in everything if d.where not in failed)
+        ported = self._reaches_port(request)
+        return CaseResult(case, route, tuple(real), noise, noise_rules, ported, tuple(errors))
 
     def _reaches_port(self, request: httpx.Request) -> bool:
         if self.port_routes is None:
@@ -278,6 +356,9 @@ class ShadowRunner:
         cookie = self._cookie(case)
         if cookie:
             headers["Cookie"] = cookie
+        token = self._token(case)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         if case.has_json:
             return httpx.Request(case.method, BASE_URL + case.path, headers=headers, json=case.json)
         content = case.body.encode() if case.body is not None else None
@@ -288,10 +369,35 @@ class ShadowRunner:
             return case.cookie
         session = case.session
         if case.user is not None:
-            session = {self._login().session_key: self._user_id(case)}
+            session_key = self._login().session_key
+            if session_key is None:  # the login is a bearer token alone
+                return None
+            session = {session_key: self._user_id(case)}
         if session is None:
             return None
         return f"{self.cookie.config.cookie_name}={self.cookie.dump(session)}"
+
+    def _token(self, case: Case) -> str | None:
+        """The bearer token of the case's user, minted once: every request of a
+        run sends the same, as one client would."""
+        if case.user is None or self._login().token is None:
+            return None
+        if case.user not in self._tokens:
+            self._tokens[case.user] = self._mint(case, self._user_id(case))
+        return self._tokens[case.user]
+
+    def _mint(self, case: Case, user_id: Any) -> str:
+        login = self._login()
+        assert login.token is not None
+        mint = import_object(login.token, self.manifest.path)
+        with self.flask_app.app_context():  # JWT helpers read the app's config
+            token = mint(user_id)
+        if not isinstance(token, str) or not token:
+            raise ConfigurationError(
+                f"{case.label}: [shadow] login token {login.token!r} returned {token!r}, "
+                "not a token: make it return the token as a string"
+            )
+        return token
 
     def _login(self) -> LoginRule:
         if self.login is None:
@@ -325,7 +431,13 @@ class ShadowRunner:
         self._user_ids[case.user] = value
         return value
 
+    def _errors(self, sender: Sender) -> list[str]:
+        """The tracebacks of the last request sent by *sender*."""
+        return [*self._flask_errors, *sender.errors]
+
     async def _send(self, send: Sender, request: httpx.Request) -> tuple[Snapshot, ChangeSet]:
+        send.errors.clear()
+        self._flask_errors.clear()
         if self.recorder is None:
             return await send(request), {}
         with self.recorder.capture() as capture:
@@ -334,9 +446,14 @@ class ShadowRunner:
 
     @staticmethod
     def _compare(
-        legacy: Snapshot, port: Snapshot, legacy_rows: ChangeSet, port_rows: ChangeSet, rules: Rules
+        legacy: Snapshot,
+        port: Snapshot,
+        legacy_rows: ChangeSet,
+        port_rows: ChangeSet,
+        rules: Rules,
+        window: Window | None = None,
     ) -> list[Difference]:
-        responses: Comparison = compare_responses(legacy, port, rules)
+        responses: Comparison = compare_responses(legacy, port, rules, window=window)
         rows = compare_changes(legacy_rows, port_rows, ignore_columns=rules.ignore_columns)
         return [*responses.differences, *rows]
 
@@ -346,20 +463,39 @@ _HEADER = re.compile(r"^header (?P<name>\S+)$")
 
 
 def rules_from(differences: Iterable[Difference]) -> Rules:
-    """The rules that would silence these differences: what an A/A run proposes."""
+    """The rules that accept these differences of legacy with itself, and no more:
+    what an A/A run proposes.
+
+    A JSON place gets the kind of variation its two values show (see
+    :mod:`bridge._shadow.variation`), a list whose order varies ``unordered``;
+    only a place present in one answer and not the other is ignored.
+    """
     ignore: list[str] = []
+    unordered: list[str] = []
+    vary: dict[str, str] = {}
     headers: list[str] = []
     columns: list[str] = []
     for difference in differences:
         where = difference.where
         if where.startswith("$"):
-            ignore.append(generalize(where))
+            pattern = generalize(where)
+            if difference.note == "list order differs":
+                unordered.append(pattern)
+            elif MISSING in (difference.legacy, difference.port):
+                ignore.append(pattern)
+            elif (kind := classify(difference.legacy, difference.port)) is None:
+                ignore.append(pattern)  # even the type varies: null, then a string
+            else:
+                # One pattern, several places: the loosest of their kinds.
+                vary[pattern] = max(vary.get(pattern, kind), kind, key=KINDS.index)
         elif match := _HEADER.match(where):
             headers.append(match["name"])
         elif match := _ROW_COLUMN.match(where):
             columns.append(f"{match['table']}.{match['column']}")
     return Rules(
         ignore=tuple(dict.fromkeys(ignore)),
+        unordered=tuple(dict.fromkeys(unordered)),
+        vary=tuple((p, k) for p, k in vary.items() if p not in ignore),
         ignore_headers=tuple(dict.fromkeys(headers)),
         ignore_columns=tuple(dict.fromkeys(columns)),
     )
@@ -416,6 +552,9 @@ def _rule_entries(rules: Rules) -> list[str]:
 
 
 def _toml(value: Any) -> str:
+    if isinstance(value, tuple) and value and all(isinstance(item, tuple) for item in value):
+        pairs = ", ".join(f"{_toml(key)} = {_toml(item)}" for key, item in value)
+        return f"{{ {pairs} }}"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, tuple | list):

@@ -14,10 +14,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from flask import Flask
-from sqlalchemy import Engine
+from sqlalchemy import URL, Engine
 
+from bridge._exceptions import AsyncDatabaseError
+from bridge._porting.asyncdb import AsyncDatabase
 from bridge._serving.hybrid import HybridApp
 from bridge._serving.manifest import Manifest
+from bridge._shadow.databases import check_same_database, flask_database_url
 from bridge._shadow.recorder import ChangeRecorder
 from bridge._shadow.runner import (
     Sender,
@@ -52,10 +55,23 @@ async def shadow_session(
     the pooled connections of the Flask app's Flask-SQLAlchemy engines closed:
     the session's requests opened them. The *recorder* and *database* engines
     belong to the caller, who made them.
+
+    Before any request, the database of the run (*database*, or the
+    *recorder*'s), of the Flask app's Flask-SQLAlchemy engine and of the
+    FastAPI app's :class:`~bridge.AsyncDatabase` must be one: otherwise a
+    :class:`~bridge.ConfigurationError` names the two that differ.
     """
     port_side = ported_side(flask_app, fastapi_app, manifest)
     try:
         async with _senders(flask_app, fastapi_app, port_side, urls) as (legacy, port):
+            run_engine = database or (recorder.engine if recorder else None)
+            check_same_database(
+                [
+                    ("DATABASE_URL", None if run_engine is None else run_engine.url),
+                    ("the Flask app's Flask-SQLAlchemy engine", flask_database_url(flask_app)),
+                    ("the FastAPI app's AsyncDatabase", _async_url(fastapi_app, urls)),
+                ]
+            )
             runner = ShadowRunner(
                 flask_app=flask_app,
                 legacy=legacy,
@@ -84,3 +100,14 @@ async def _senders(
         return
     async with fastapi_app.router.lifespan_context(fastapi_app):
         yield wsgi_sender(flask_app), asgi_sender(port_side)
+
+
+def _async_url(fastapi_app: FastAPI, urls: tuple[str, str] | None) -> URL | None:
+    """The started async engine's URL in-process; a running server's is its own."""
+    database = getattr(fastapi_app.state, "database", None)
+    if urls is not None or not isinstance(database, AsyncDatabase):
+        return None
+    try:
+        return database.engine.url
+    except AsyncDatabaseError:  # not started by the app's lifespan: nothing to compare
+        return None

@@ -1,17 +1,22 @@
 """A small Flask app and FastAPI ports of it, some broken on purpose, for shadow runs.
 
 The database comes from ``DATABASE_URL``; ``SHADOW_PORT`` picks the port:
-``good``, ``wrong-field``, ``wrong-status``, ``skips-write`` or ``extra-row``.
+``good``, ``wrong-field``, ``wrong-status``, ``skips-write``, ``extra-row``,
+``stale-timestamp`` (a fixed ``created_at``), ``offset-timestamp`` (the same
+instant written with another offset), ``short-token``, ``drops-header`` (no
+app-wide ``X-App-Version``) or ``raises`` (a 500 from an exception).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from flask import Flask, abort, jsonify, request, session
+from itsdangerous import URLSafeSerializer
 from sqlalchemy import (
     Column,
     Integer,
@@ -32,6 +37,7 @@ from bridge._porting.responses import FlaskJSONResponse
 from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionMiddleware
 
 SECRET_KEY = "shadow-apps-secret"
+APP_VERSION = "1.4.2"
 metadata = MetaData()
 notes = Table(
     "shadow_notes", metadata, Column("id", Integer, primary_key=True), Column("text", String(50))
@@ -57,6 +63,26 @@ def create_schema(settings: DatabaseSettings) -> None:
         connection.execute(insert(notes).values(text="first"))  # id 1, from the sequence
         connection.execute(insert(people).values(id=7, email="ann@example.com"))
     engine.dispose()
+
+
+def mint_token(user_id: int) -> str:
+    """A signed bearer token for *user_id*, as a JWT app's login would issue."""
+    return URLSafeSerializer(SECRET_KEY, salt="token").dumps({"sub": user_id})
+
+
+def token_user(authorization: str | None) -> Any:
+    """The user a bearer token names, or ``None``."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme != "Bearer":
+        return None
+    return URLSafeSerializer(SECRET_KEY, salt="token").loads(token)["sub"]
+
+
+def now_text(offset: timezone | None = None) -> str:
+    """The time as the Flask app writes it: naive UTC, to the microsecond."""
+    if offset is not None:
+        return datetime.now(offset).isoformat(timespec="microseconds")
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def create_flask(settings: DatabaseSettings | None = None) -> Flask:
@@ -86,12 +112,23 @@ def create_flask(settings: DatabaseSettings | None = None) -> Flask:
             assert key is not None
             note_id = key[0]
             connection.execute(update(counters).values(value=counters.c.value + 1))
-        # A fresh token every time: noise that an A/A run finds.
-        return jsonify(id=note_id, text=text, token=secrets.token_hex(4)), 201
+        # A fresh token and the time, every time: noise that an A/A run finds.
+        return jsonify(
+            id=note_id, text=text, token=secrets.token_hex(4), created_at=now_text()
+        ), 201
+
+    @app.after_request
+    def app_version(response: Any) -> Any:
+        response.headers["X-App-Version"] = APP_VERSION
+        return response
 
     @app.get("/whoami")
     def whoami() -> Any:
         return jsonify(user_id=session.get("user_id"))
+
+    @app.get("/token-whoami")
+    def token_whoami() -> Any:
+        return jsonify(user_id=token_user(request.headers.get("Authorization")))
 
     return app
 
@@ -121,12 +158,32 @@ def create_port(settings: DatabaseSettings | None = None, variant: str | None = 
         if variant != "skips-write":
             await session.execute(update(counters).values(value=counters.c.value + 1))
         status = 200 if variant == "wrong-status" else 201
-        body = {"id": note_id, "text": text, "token": secrets.token_hex(4)}
+        created_at = now_text()
+        if variant == "stale-timestamp":
+            created_at = "2000-01-01T00:00:00.000000"
+        elif variant == "offset-timestamp":
+            created_at = now_text(timezone(timedelta(hours=2)))
+        if variant == "raises":
+            raise RuntimeError("the port forgot something")
+        token = secrets.token_hex(3 if variant == "short-token" else 4)
+        body = {"id": note_id, "text": text, "token": token, "created_at": created_at}
         return FlaskJSONResponse(body, status_code=status)
 
     @app.get("/whoami")
     async def whoami(request: Request) -> FlaskJSONResponse:
         return FlaskJSONResponse({"user_id": request.session.get("user_id")})
 
+    @app.get("/token-whoami")
+    async def token_whoami(request: Request) -> FlaskJSONResponse:
+        return FlaskJSONResponse({"user_id": token_user(request.headers.get("authorization"))})
+
     app.add_middleware(FlaskSessionMiddleware, config=FlaskSessionConfig(secret_key=SECRET_KEY))
+
+    @app.middleware("http")
+    async def app_version(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        if variant != "drops-header":
+            response.headers["X-App-Version"] = APP_VERSION
+        return response
+
     return app

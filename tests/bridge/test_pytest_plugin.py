@@ -32,7 +32,7 @@ def test_reads_are_the_same(shadow, path):
 def test_a_write_is_noise_only(shadow):
     result = shadow.check("POST", "/notes", json={"text": "hi"})
     assert result.outcome.value == "noise"
-    assert result.proposed.ignore == ("$.token",)
+    assert dict(result.proposed.vary) == {"$.created_at": "instant", "$.token": "token"}
 """
 
 

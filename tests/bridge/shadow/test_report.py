@@ -189,7 +189,7 @@ def test_a_faithful_port_exits_0_with_the_table_and_the_proposed_rules(
     }
     assert first_difference(result.stdout) == []
     proposals = proposed(result.stdout)
-    assert 'ignore = ["$.token"]' in proposals
+    assert 'vary = { "$.created_at" = "instant", "$.token" = "token" }' in proposals
     assert POST_ROUTE in proposals
     assert GET_ROUTE not in proposals
     assert dump(recorder) == before
@@ -211,7 +211,8 @@ def test_json_writes_each_case_outcome_and_the_route_counts(
         ("cases.jsonl:3 POST /notes", POST_ROUTE, "noise"),
         ("cases.jsonl:4 POST /notes", POST_ROUTE, "noise"),
     ]
-    [token] = data["cases"][2]["noise"]
+    [created_at, token] = data["cases"][2]["noise"]
+    assert created_at.startswith("$.created_at: ")
     assert token.startswith("$.token: ")
     assert all(case["differences"] == [] for case in data["cases"])
     counts = ["route", "cases", "same", "different", "noise"]
@@ -230,9 +231,10 @@ def test_without_the_aa_run_the_token_is_a_difference(
 
     assert_exit(result, 1)
     assert table(result.stdout)[POST_ROUTE] == [2, 0, 2, 0]
-    first, where = first_difference(result.stdout)
+    first, created_at, token = first_difference(result.stdout)
     assert first == "POST /notes: cases.jsonl:3 POST /notes"
-    assert where.startswith("  $.token: legacy ")
+    assert created_at.startswith("  $.created_at: legacy ")
+    assert token.startswith("  $.token: legacy ")
     assert proposed(result.stdout) == ""  # nothing ran twice, so nothing is proposed
 
 
@@ -290,6 +292,35 @@ def test_a_broken_port_exits_1_and_prints_where_it_first_differs_leaving_the_db_
     assert first_difference(result.stdout)[0] == first
     assert first_difference(result.stdout)[1].startswith(where), result.stdout
     assert dump(recorder) == before
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        ("stale-timestamp", '"2000-01-01T00:00:00.000000" (varies as instant: outside the run, '),
+        ("drops-header", 'header x-app-version: legacy "1.4.2", async absent (missing in async)'),
+        ("raises", "    RuntimeError: the port forgot something"),
+    ],
+)
+def test_a_planted_bug_exits_1_and_the_report_names_it(
+    recorder: ChangeRecorder,
+    database_settings: DatabaseSettings,
+    tmp_path: Path,
+    manifest: Path,
+    port: str,
+    expected: str,
+) -> None:
+    report = tmp_path / "report.json"
+    result = run_shadow(
+        database_settings, write_cases(tmp_path), manifest, "--json", str(report), port=port
+    )
+
+    assert_exit(result, 1)
+    assert expected in result.stdout, result.stdout
+    if port == "raises":
+        errors = json.loads(report.read_text(encoding="utf-8"))["cases"][2]["errors"]
+        assert [error["side"] for error in errors] == ["async"]
+        assert "RuntimeError: the port forgot something" in errors[0]["traceback"]
 
 
 # -- Progress and errors ------------------------------------------------------

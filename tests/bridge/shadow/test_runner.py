@@ -54,11 +54,16 @@ def make_runner(
 ) -> Callable[..., Any]:
     @asynccontextmanager
     async def make(
-        variant: str = "good", *, aa: bool = True, login: LoginRule | None = LOGIN
+        variant: str = "good",
+        *,
+        aa: bool = True,
+        login: LoginRule | None = LOGIN,
+        rules: Rules | None = None,
     ) -> AsyncIterator[ShadowRunner]:
         flask_app = shadow_apps.create_flask(database_settings)
         port = shadow_apps.create_port(database_settings, variant)
-        manifest = Manifest(login=login)
+        route_rules = {RouteKey("POST", "/notes"): rules} if rules else {}
+        manifest = Manifest(login=login, rules=route_rules)
         try:
             async with shadow_session(
                 flask_app, port, manifest, recorder=recorder, aa=aa
@@ -90,16 +95,85 @@ async def test_a_faithful_port_is_the_same_for_reads_and_errors(
 async def test_a_random_token_is_noise_found_by_the_aa_run(make_runner: Callable[..., Any]) -> None:
     result = await run(make_runner, ADD_NOTE)
     assert result.outcome is Outcome.NOISE
-    assert [d.where for d in result.noise] == ["$.token"]
-    assert result.proposed.ignore == ("$.token",)
+    assert [d.where for d in result.noise] == ["$.created_at", "$.token"]
+    assert result.proposed.ignore == ()  # noise narrows the comparison, never removes it
+    assert result.proposed.vary == (("$.created_at", "instant"), ("$.token", "token"))
     proposal = proposed_toml(summarize([result]), Manifest())
-    assert proposal == '"POST /notes" = { state = "legacy", ignore = ["$.token"] }'
+    assert proposal == (
+        '"POST /notes" = { state = "legacy", '
+        'vary = { "$.created_at" = "instant", "$.token" = "token" } }'
+    )
 
 
 async def test_without_the_aa_run_noise_is_a_difference(make_runner: Callable[..., Any]) -> None:
     result = await run(make_runner, ADD_NOTE, aa=False)
     assert result.outcome is Outcome.DIFFERENT
-    assert [d.where for d in result.differences] == ["$.token"]
+    assert [d.where for d in result.differences] == ["$.created_at", "$.token"]
+
+
+@pytest.mark.parametrize(
+    ("variant", "note"),
+    [
+        ("stale-timestamp", "varies as instant: outside the run, "),
+        (
+            "offset-timestamp",
+            "varies as instant: written as 9999-99-99T99:99:99.999999+99:99, "
+            "legacy writes 9999-99-99T99:99:99.999999",
+        ),
+        ("short-token", "varies as token: 6 characters, legacy has 8"),
+    ],
+)
+async def test_noise_narrows_the_comparison_a_value_outside_its_variation_differs(
+    make_runner: Callable[..., Any], variant: str, note: str
+) -> None:
+    result = await run(make_runner, ADD_NOTE, variant)
+    assert result.outcome is Outcome.DIFFERENT, result.report()
+    [difference] = result.differences
+    assert difference.where == ("$.token" if variant == "short-token" else "$.created_at")
+    assert difference.note.startswith(note), difference.note
+    assert difference.where not in [d.where for d in result.noise]
+
+
+async def test_an_app_wide_header_the_port_drops_differs(make_runner: Callable[..., Any]) -> None:
+    result = await run(make_runner, GET_NOTE, "drops-header")
+    assert result.outcome is Outcome.DIFFERENT
+    assert [str(d) for d in result.differences] == [
+        'header x-app-version: legacy "1.4.2", async absent (missing in async)'
+    ]
+
+
+async def test_shadow_rules_apply_to_every_route(
+    database_settings: DatabaseSettings, recorder: ChangeRecorder
+) -> None:
+    manifest = parse_manifest('[shadow]\nignore_headers = ["X-App-Version"]\n')
+    assert manifest.shadow_rules == Rules(ignore_headers=("x-app-version",))
+    flask_app = shadow_apps.create_flask(database_settings)
+    port = shadow_apps.create_port(database_settings, "drops-header")
+    try:
+        async with shadow_session(flask_app, port, manifest, recorder=recorder) as runner:
+            result = await runner.run(GET_NOTE)
+            unmatched = runner.rules_for(UNMATCHED)
+    finally:
+        flask_app.extensions["engine"].dispose()
+    assert result.outcome is Outcome.SAME, result.report()
+    assert unmatched == manifest.shadow_rules
+
+
+def test_a_bad_shadow_rule_is_one_line() -> None:
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest('[shadow]\nignore_header = ["etag"]\n')
+    assert "unknown key 'ignore_header' in [shadow]: expected one of" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variant", "outcome"), [("good", Outcome.SAME), ("stale-timestamp", Outcome.DIFFERENT)]
+)
+async def test_the_adopted_proposal_still_catches_a_wrong_timestamp(
+    make_runner: Callable[..., Any], variant: str, outcome: Outcome
+) -> None:
+    adopted = Rules(vary=(("$.created_at", "instant"), ("$.token", "token")))
+    result = await run(make_runner, ADD_NOTE, variant, aa=False, rules=adopted)
+    assert result.outcome is outcome, result.report()
 
 
 @pytest.mark.parametrize(
@@ -272,3 +346,39 @@ async def test_a_failing_login_query_is_a_configuration_error(
             runner.prepare([Case(method="GET", path="/whoami", user="ann@example.com")])
     # The message has the driver's first line; the cause has all of it, and the SQL.
     assert isinstance(caught.value.__cause__, DBAPIError)
+
+
+async def test_the_port_exception_is_shown_with_its_case(make_runner: Callable[..., Any]) -> None:
+    result = await run(make_runner, ADD_NOTE, "raises")
+    assert result.outcome is Outcome.DIFFERENT
+    [(side, trace)] = result.errors
+    assert side == "async"
+    assert trace.startswith("Traceback (most recent call last):")
+    assert trace.rstrip().endswith("RuntimeError: the port forgot something")
+    report = result.report()
+    assert "  status: legacy 201, async 500" in report
+    assert "  async raised:\n    Traceback (most recent call last):" in report
+    assert "    RuntimeError: the port forgot something" in report
+
+
+async def test_a_user_logs_in_with_a_bearer_token_the_manifest_names(
+    make_runner: Callable[..., Any],
+) -> None:
+    login = LoginRule(query=LOGIN.query, token="tests.bridge.shadow_apps:mint_token")
+    case = Case(method="GET", path="/token-whoami", user="ann@example.com")
+    async with make_runner(login=login) as runner:
+        request = runner.request(case)
+        result = await runner.run(case)
+    assert request.headers["authorization"] == f"Bearer {shadow_apps.mint_token(7)}"
+    assert "cookie" not in request.headers  # no session_key: the token alone
+    assert result.outcome is Outcome.SAME, result.report()
+
+
+def test_a_token_login_is_read_from_the_manifest() -> None:
+    manifest = parse_manifest(
+        '[shadow]\nlogin = { token = "app.auth:mint", query = "SELECT 1 WHERE :user" }\n'
+    )
+    assert manifest.login == LoginRule(query="SELECT 1 WHERE :user", token="app.auth:mint")
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest('[shadow]\nlogin = { query = "SELECT 1" }\n')
+    assert 'or give token = "package.module:mint_token"' in str(caught.value)
