@@ -150,13 +150,15 @@ def test_without_the_timestamp_rules_writes_differ_where_time_is_stamped(
 
 
 @pytest.mark.usefixtures("ticking_clock")
-def test_without_rules_the_aa_run_calls_timestamps_noise_and_proposes_rules(
+def test_without_rules_the_aa_run_proposes_that_timestamps_vary_as_instants(
     shadow: Shadow, shadow_manifest: Manifest
 ) -> None:
     shadow.runner.manifest = dataclasses.replace(shadow_manifest, rules={})
     result = shadow.run("POST", "/api/orders", user="alice@example.com", json=ORDER)
     assert result.outcome is Outcome.NOISE, result.report()
-    assert "$.created_at" in result.proposed.ignore
+    # Narrowed to an instant, not ignored: a port writing a wrong time still fails.
+    assert ("$.created_at", "instant") in result.proposed.vary
+    assert "$.created_at" not in result.proposed.ignore
     assert {"orders.created_at", "products.updated_at"} <= set(result.proposed.ignore_columns)
 
 
