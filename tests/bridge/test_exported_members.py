@@ -57,6 +57,9 @@ EXPORTED = {
     "run_sync",
     "scalar",
     "scalars",
+    "RowStream",
+    "stream_rows",
+    "stream_rows_response",
 }
 
 # Type aliases have no __module__ of their own.
@@ -102,6 +105,7 @@ def loaded_after(code: str) -> set[str]:
         "from bridge import run_sync, Operation, Add, Flush, Delete, DatabaseSettings",
         "from bridge import execute, scalar, scalars",
         "from bridge import Page, paginate, page_args, BridgeError",
+        "from bridge import stream_rows, RowStream",
         "import bridge._porting.repository, bridge._porting.database",
     ],
 )
