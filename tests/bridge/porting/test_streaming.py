@@ -4,6 +4,7 @@ and give it back however the response ends."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, nullcontext
 from typing import Any
@@ -209,6 +210,33 @@ async def test_a_client_that_leaves_a_flask_stream_frees_its_connection(
     assert client.sent.status == 200
     assert 0 < len(client.sent.body) < len(EXPECTED)
     assert idle_in_transaction(items) == 0
+
+
+async def test_a_client_gone_before_the_status_frees_the_flask_streams_connection(
+    legacy: tuple[Flask, SQLAlchemy],
+) -> None:
+    app, db = legacy
+    gone = threading.Event()
+
+    @app.get("/after-the-client-left.csv")
+    def after_the_client_left() -> Response:
+        assert gone.wait(TIMEOUT)
+        return Response(stream_rows(db.engine, all_items(), item_lines))
+
+    async def receive() -> Message:
+        if not gone.is_set():
+            gone.set()
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.disconnect"}
+
+    wsgi = LegacyWSGI(app, threads=1)
+    sent = SentMessages()
+    with anyio.fail_after(TIMEOUT):
+        await wsgi(http_scope("GET", "/after-the-client-left.csv"), receive, sent)
+    wsgi.shutdown()
+
+    assert sent.messages == []
+    assert legacy_checked_out(app, db) == 0  # the server closed the body it never sent
 
 
 async def test_a_flask_stream_that_fails_midway_frees_its_connection(
