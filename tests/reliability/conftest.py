@@ -63,12 +63,12 @@ def server(
 
 
 @pytest.fixture
-def fresh(server: Server) -> Iterator[Server]:
+def hybrid(server: Server) -> Iterator[Server]:
     """The server, checked after the test: no connection left inside a transaction."""
     yield server
     server.close_clients()
-    if server.on_postgres:
-        assert server.backend_states().get("idle in transaction", 0) == 0, server.log_tail()
+    states = server.settle()
+    assert states.get("idle in transaction", 0) == 0, f"{states}\n{server.log_tail()}"
 
 
 @contextmanager

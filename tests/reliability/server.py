@@ -40,6 +40,7 @@ WSGI_THREADS = 8
 SECRET_KEY = "reliability-suite-secret-key"
 REQUEST_TIMEOUT = 20  # seconds; a request that takes longer is a hang
 START_TIMEOUT = 60
+SETTLE_SECONDS = 10
 CUSTOMER = "alice@example.com"
 
 
@@ -127,6 +128,19 @@ class Server:
         )
         with Session(self.engine) as session:
             return "".join(product_csv_lines(session.scalars(statement))).encode()
+
+    def settle(self) -> dict[str, int]:
+        """Wait, boundedly, until the server's connections are neither working nor in
+        a transaction; their states then (PostgreSQL), or ``{}`` (SQLite)."""
+        if not self.on_postgres:
+            return {}
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            states = self.backend_states()
+            busy = states.get("active", 0) + states.get("idle in transaction", 0)
+            if busy == 0 or time.monotonic() > deadline:
+                return states
+            time.sleep(0.1)
 
     def backend_states(self) -> dict[str, int]:
         """The server's PostgreSQL connections by state (``idle``, ``active``, ...)."""

@@ -44,7 +44,6 @@ ORDERS = {"legacy": LEGACY_ORDERS, "async": ASYNC_ORDERS}
 
 ABORTS_PER_KIND = 50
 ABORT_SECONDS = 90  # the abort loop stops there, whatever it has done
-SETTLE_SECONDS = 10
 BUSY = {"error": {"code": 503, "name": "Service Unavailable", "message": POOL_TIMEOUT_MESSAGE}}
 
 
@@ -166,20 +165,6 @@ def can_hold_the_whole_pool(server: Server, side: str, attempts: int = 5) -> boo
     return False
 
 
-def settle(server: Server) -> dict[str, int]:
-    """Wait, boundedly, until the server's connections are neither working nor in a
-    transaction; their states then (PostgreSQL), or ``{}`` (SQLite)."""
-    if not server.on_postgres:
-        return {}
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        states = server.backend_states()
-        busy = states.get("active", 0) + states.get("idle in transaction", 0)
-        if busy == 0 or time.monotonic() > deadline:
-            return states
-        time.sleep(0.1)
-
-
 def assert_busy(response: httpx.Response, what: str) -> None:
     assert response.status_code == 503, f"{what}: {response.status_code} {response.text}"
     assert response.headers["retry-after"] == "1", what
@@ -194,8 +179,8 @@ def concurrently(count: int, call: Any, *args: Any) -> list[Any]:
 # ------------------------------------------------------------------ tests
 
 
-def test_the_export_is_the_same_bytes_on_both_sides(fresh: Server) -> None:
-    client = fresh.client()
+def test_the_export_is_the_same_bytes_on_both_sides(hybrid: Server) -> None:
+    client = hybrid.client()
     legacy = client.get(LEGACY_EXPORT)
     ported = client.get(ASYNC_EXPORT)
 
@@ -206,11 +191,11 @@ def test_the_export_is_the_same_bytes_on_both_sides(fresh: Server) -> None:
         == ported.headers["content-type"]
         == "text/csv; charset=utf-8"
     )
-    assert legacy.content == ported.content == fresh.export()
+    assert legacy.content == ported.content == hybrid.export()
 
 
-def test_aborted_requests_leave_no_connection_transaction_or_thread_behind(fresh: Server) -> None:
-    cookie = fresh.logged_in().cookies["session"]
+def test_aborted_requests_leave_no_connection_transaction_or_thread_behind(hybrid: Server) -> None:
+    cookie = hybrid.logged_in().cookies["session"]
     partial_order = json_request(ASYNC_ORDERS, order(1), cookie)[:-5]  # the body stops short
     kinds = {
         "legacy": [
@@ -230,20 +215,20 @@ def test_aborted_requests_leave_no_connection_transaction_or_thread_behind(fresh
     aborted = 0
     for _ in range(ABORTS_PER_KIND):
         for kind in itertools.chain(*kinds.values()):
-            abort(fresh, kind.request, read=kind.read, reset=kind.reset)
+            abort(hybrid, kind.request, read=kind.read, reset=kind.reset)
             aborted += 1
         if time.monotonic() > deadline:
             break
     assert aborted >= len(kinds["legacy"]) * 2  # both sides, at least once
 
-    states = settle(fresh)
+    states = hybrid.settle()
     assert states.get("idle in transaction", 0) == 0, states
     assert sum(states.values()) <= 2 * POOL_SIZE, states  # both pools, no more
-    assert can_hold_the_whole_pool(fresh, "legacy"), fresh.log_tail()
-    assert can_hold_the_whole_pool(fresh, "async"), fresh.log_tail()
+    assert can_hold_the_whole_pool(hybrid, "legacy"), hybrid.log_tail()
+    assert can_hold_the_whole_pool(hybrid, "async"), hybrid.log_tail()
 
     # Every legacy thread is free: WSGI_THREADS requests meet at a barrier.
-    client = fresh.client(limits=httpx.Limits(max_connections=2 * WSGI_THREADS))
+    client = hybrid.client(limits=httpx.Limits(max_connections=2 * WSGI_THREADS))
     barrier = f"/test/legacy/barrier?parties={WSGI_THREADS}"
     met = concurrently(WSGI_THREADS, lambda _: client.get(barrier).status_code, range(WSGI_THREADS))
     assert met == [200] * WSGI_THREADS
@@ -251,25 +236,25 @@ def test_aborted_requests_leave_no_connection_transaction_or_thread_behind(fresh
     assert listed == [200] * 16
 
 
-def test_an_exhausted_pool_is_a_503_with_retry_after_on_both_sides(fresh: Server) -> None:
+def test_an_exhausted_pool_is_a_503_with_retry_after_on_both_sides(hybrid: Server) -> None:
     # Anonymous reads: a logged-in request meets the busy pool loading its user,
     # before the view; the export must meet it in the view, not after the status.
-    anonymous, customer = fresh.client(), fresh.logged_in()
-    with holding(fresh, "legacy"):
+    anonymous, customer = hybrid.client(), hybrid.logged_in()
+    with holding(hybrid, "legacy"):
         assert_busy(anonymous.get(LEGACY_EXPORT), "the legacy export")
         assert_busy(customer.post(LEGACY_ORDERS, json=order(1)), "a legacy write")
         assert anonymous.get("/api/products").status_code == 200  # the other side's own pool
-    with holding(fresh, "async"):
+    with holding(hybrid, "async"):
         assert_busy(anonymous.get(ASYNC_EXPORT), "the ported export")
         assert_busy(anonymous.get("/api/products"), "a ported read")
         assert_busy(customer.post(ASYNC_ORDERS, json=order(1)), "a ported write")
-        assert anonymous.get(LEGACY_EXPORT).content == fresh.export()
+        assert anonymous.get(LEGACY_EXPORT).content == hybrid.export()
 
 
-def test_concurrent_exports_are_whole_or_503_never_cut_short(fresh: Server) -> None:
-    expected = fresh.export()
+def test_concurrent_exports_are_whole_or_503_never_cut_short(hybrid: Server) -> None:
+    expected = hybrid.export()
     per_side = 4 * POOL_SIZE
-    client = fresh.client(limits=httpx.Limits(max_connections=2 * per_side))
+    client = hybrid.client(limits=httpx.Limits(max_connections=2 * per_side))
 
     def export(path: str) -> str:
         try:
@@ -326,16 +311,16 @@ def refused_at_commit(server: Server, product_id: int) -> Iterator[None]:
                 connection.execute(text(statement))
 
 
-def test_a_write_refused_at_commit_is_never_a_2xx(fresh: Server) -> None:
-    product = fresh.add_product(stock=5, sku=unique_sku())
-    cookies = fresh.logged_in().cookies
+def test_a_write_refused_at_commit_is_never_a_2xx(hybrid: Server) -> None:
+    product = hybrid.add_product(stock=5, sku=unique_sku())
+    cookies = hybrid.logged_in().cookies
 
     def place(path: str) -> httpx.Response:
         # A connection each: until the envelope stops re-raising, a port's 500
         # closes its connection (see the pipelining test).
-        return fresh.client(cookies=cookies).post(path, json=order(product))
+        return hybrid.client(cookies=cookies).post(path, json=order(product))
 
-    with refused_at_commit(fresh, product):
+    with refused_at_commit(hybrid, product):
         refused = {side: place(path) for side, path in ORDERS.items()}
     accepted = place(ASYNC_ORDERS)  # the trigger was the reason
 
@@ -344,14 +329,14 @@ def test_a_write_refused_at_commit_is_never_a_2xx(fresh: Server) -> None:
         assert response.status_code == 500, (side, response.status_code, response.text)
         assert response.json()["error"]["code"] == 500
     assert accepted.status_code == 201
-    assert (fresh.stock(product), fresh.ordered(product)) == (4, 1)
+    assert (hybrid.stock(product), hybrid.ordered(product)) == (4, 1)
 
 
-def test_orders_from_both_sides_at_once_never_oversell(fresh: Server) -> None:
+def test_orders_from_both_sides_at_once_never_oversell(hybrid: Server) -> None:
     stock = 10
-    product = fresh.add_product(stock=stock, sku=unique_sku())
-    cookies = fresh.logged_in().cookies
-    client = fresh.client(cookies=cookies, limits=httpx.Limits(max_connections=16))
+    product = hybrid.add_product(stock=stock, sku=unique_sku())
+    cookies = hybrid.logged_in().cookies
+    client = hybrid.client(cookies=cookies, limits=httpx.Limits(max_connections=16))
     paths = [LEGACY_ORDERS, ASYNC_ORDERS] * (2 * stock)
 
     def place(path: str) -> tuple[str, int]:
@@ -363,8 +348,8 @@ def test_orders_from_both_sides_at_once_never_oversell(fresh: Server) -> None:
     placed = sum(status == 201 for _side, status in answers)
     assert {status for _side, status in answers} <= {201, 409, 503}, answers
     assert {side for side, status in answers if status == 201} == {"legacy", "async"}, answers
-    assert fresh.ordered(product) == placed == stock - fresh.stock(product)
-    assert fresh.stock(product) >= 0
+    assert hybrid.ordered(product) == placed == stock - hybrid.stock(product)
+    assert hybrid.stock(product) >= 0
 
 
 @pytest.mark.parametrize(
@@ -381,14 +366,14 @@ def test_orders_from_both_sides_at_once_never_oversell(fresh: Server) -> None:
     ],
 )
 def test_a_write_pipelined_behind_a_500_is_answered_and_applied_once(
-    fresh: Server, side: str
+    hybrid: Server, side: str
 ) -> None:
-    product = fresh.add_product(stock=5, sku=unique_sku())
-    cookie = fresh.logged_in().cookies["session"]
+    product = hybrid.add_product(stock=5, sku=unique_sku())
+    cookie = hybrid.logged_in().cookies["session"]
     failing = raw_request("GET", f"/test/{side}/raise")
     write = json_request(ASYNC_ORDERS, order(product), cookie)
 
-    with connect(fresh) as sock, sock.makefile("rb") as reader:
+    with connect(hybrid) as sock, sock.makefile("rb") as reader:
         sock.sendall(failing + write)  # both at once, on one connection
         first = read_response(reader)
         second = read_response(reader)
@@ -396,4 +381,4 @@ def test_a_write_pipelined_behind_a_500_is_answered_and_applied_once(
     assert (first.status, first.headers["x-bridge-side"]) == (500, side)
     assert first.json()["error"]["code"] == 500
     assert second.status == 201, second.body
-    assert (fresh.stock(product), fresh.ordered(product)) == (4, 1)
+    assert (hybrid.stock(product), hybrid.ordered(product)) == (4, 1)
