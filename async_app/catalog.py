@@ -1,5 +1,5 @@
 """Ports of ``legacy_flask_app.catalog``: the product list and detail, the SKU
-redirect, categories, and reviews."""
+redirect, categories, reviews and the CSV export."""
 
 from __future__ import annotations
 
@@ -17,12 +17,20 @@ from bridge import (
     page_args,
     paginate,
     run_async,
+    scalars,
+    stream_rows_response,
     url_for,
 )
 from shop import repositories as repo
 from shop import validation
 from shop.models import Product
-from shop.serializers import category_json, page_json, product_json, review_json
+from shop.serializers import (
+    category_json,
+    page_json,
+    product_csv_lines,
+    product_json,
+    review_json,
+)
 
 from .security import CurrentUser
 
@@ -49,6 +57,20 @@ async def list_products(request: Request, session: DbSession) -> FlaskJSONRespon
     page, per_page = page_args(args(request), max_per_page=MAX_PER_PAGE)
     products = await run_async(session, paginate(statement, page=page, per_page=per_page))
     return FlaskJSONResponse(page_json(products, product_json))
+
+
+@router.get("/products/export.csv", name="catalog.export_products")
+async def export_products(request: Request) -> Response:
+    # Not the request's DbSession: it is closed when the route returns, before
+    # the body is written. The stream takes a connection of its own, here.
+    rows = scalars(product_list_from_args(request))
+    return await stream_rows_response(
+        request,
+        rows,
+        product_csv_lines,
+        media_type="text/csv",
+        headers={"Content-Disposition": "attachment; filename=products.csv"},
+    )
 
 
 @router.get("/products/{product_id:int}", name="catalog.get_product")

@@ -7,7 +7,8 @@ The toolkit does three jobs, one private package each; users import from
     ├── _serving/   the hybrid server: routing by the manifest, the WSGI bridge,
     │               loading the apps
     ├── _porting/   writing ports: Flask's request idioms, responses, errors and
-    │               session cookie, pagination, repository runners, the databases
+    │               session cookie, pagination, repository runners, the databases,
+    │               streamed responses
     ├── _shadow/    proving ports: comparison rules and engine, database changes,
     │               cases, the runner and its report
     ├── _cli.py     the ``flask2fastapi`` command
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from bridge._exceptions import URLForError as URLForError
     from bridge._porting.asyncdb import AsyncDatabase as AsyncDatabase
     from bridge._porting.asyncdb import DbSession as DbSession
+    from bridge._porting.asyncstream import stream_rows_response as stream_rows_response
     from bridge._porting.database import DatabaseSettings as DatabaseSettings
     from bridge._porting.database import configure_sqlite as configure_sqlite
     from bridge._porting.db_errors import is_bad_value as is_bad_value
@@ -61,6 +63,8 @@ if TYPE_CHECKING:
     from bridge._porting.responses import flask_redirect as flask_redirect
     from bridge._porting.sessions import FlaskSessionConfig as FlaskSessionConfig
     from bridge._porting.sessions import FlaskSessionMiddleware as FlaskSessionMiddleware
+    from bridge._porting.streaming import RowStream as RowStream
+    from bridge._porting.streaming import stream_rows as stream_rows
     from bridge._serving.hybrid import HybridApp as HybridApp
     from bridge._serving.hybrid import build_hybrid as build_hybrid
     from bridge._serving.manifest import Manifest as Manifest
@@ -88,6 +92,7 @@ _MODULES = {
     "URLForError": "bridge._exceptions",
     "AsyncDatabase": "bridge._porting.asyncdb",
     "DbSession": "bridge._porting.asyncdb",
+    "stream_rows_response": "bridge._porting.asyncstream",
     "DatabaseSettings": "bridge._porting.database",
     "configure_sqlite": "bridge._porting.database",
     "is_bad_value": "bridge._porting.db_errors",
@@ -113,6 +118,8 @@ _MODULES = {
     "flask_redirect": "bridge._porting.responses",
     "FlaskSessionConfig": "bridge._porting.sessions",
     "FlaskSessionMiddleware": "bridge._porting.sessions",
+    "RowStream": "bridge._porting.streaming",
+    "stream_rows": "bridge._porting.streaming",
     "HybridApp": "bridge._serving.hybrid",
     "build_hybrid": "bridge._serving.hybrid",
     "Manifest": "bridge._serving.manifest",

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, redirect, request, stream_with_context, url_for
+from flask import Blueprint, Response, redirect, request, url_for
 from sqlalchemy import Select
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
-from bridge import page_args, run_sync
+from bridge import page_args, run_sync, scalars, stream_rows
 from shop import repositories as repo
 from shop import validation
 from shop.models import Product
@@ -58,16 +57,11 @@ def list_products() -> dict[str, Any]:
 @bp.get("/products/export.csv")
 def export_products() -> Response:
     """The product list as CSV, streamed row by row; takes the list's filters."""
-    statement = product_list_from_args().execution_options(yield_per=100)
-
-    # The query runs in the generator: Flask tears the app context down (and
-    # Flask-SQLAlchemy removes the session) when the view returns, then pushes it
-    # again around the stream, so a result opened here would belong to a dead session.
-    def lines() -> Iterator[str]:
-        yield from product_csv_lines(db.session.scalars(statement))
-
+    # The connection is taken here, in the view: a busy pool is the 503 of the
+    # error handler, not a 200 cut short once the stream finds no connection.
+    rows = scalars(product_list_from_args())
     return Response(
-        stream_with_context(lines()),
+        stream_rows(db.engine, rows, product_csv_lines),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=products.csv"},
     )

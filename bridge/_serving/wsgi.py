@@ -148,6 +148,10 @@ class _Responder(WSGIResponder):
     def send(self, message: Any) -> None:
         # Runs in the worker thread.
         if self.send_error is not None or self.disconnected:
+            if message["type"] == "http.response.start":
+                # Raised from start_response, the app could not return its body
+                # and nothing would close it (a streamed body holds a connection).
+                return
             raise ClientDisconnected("the client disconnected") from self.send_error
         asyncio.run_coroutine_threadsafe(self.send_queue.put(message), loop=self.loop).result()
 

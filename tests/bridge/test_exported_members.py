@@ -59,6 +59,9 @@ EXPORTED = {
     "run_sync",
     "scalar",
     "scalars",
+    "RowStream",
+    "stream_rows",
+    "stream_rows_response",
 }
 
 # Type aliases have no __module__ of their own.
@@ -105,6 +108,7 @@ def loaded_after(code: str) -> set[str]:
         "from bridge import execute, scalar, scalars",
         "from bridge import Page, paginate, page_args, BridgeError",
         "from bridge import is_database_unavailable, is_bad_value",
+        "from bridge import stream_rows, RowStream",
         "import bridge._porting.repository, bridge._porting.database",
     ],
 )
