@@ -352,19 +352,7 @@ def test_orders_from_both_sides_at_once_never_oversell(hybrid: Server) -> None:
     assert hybrid.stock(product) >= 0
 
 
-@pytest.mark.parametrize(
-    "side",
-    [
-        "legacy",
-        pytest.param(
-            "async",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the 500 drops the connection until the envelope stops re-raising",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("side", ["legacy", "async"])
 def test_a_write_pipelined_behind_a_500_is_answered_and_applied_once(
     hybrid: Server, side: str
 ) -> None:
