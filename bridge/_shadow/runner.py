@@ -22,6 +22,7 @@ Nothing else may write to it during a run.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import traceback
 from collections.abc import Iterable, Sequence
@@ -43,6 +44,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import Map, RequestRedirect
 
 from bridge._exceptions import ConfigurationError
+from bridge._porting.error_envelope import logger as envelope_logger
 from bridge._porting.sessions import FlaskSessionConfig, FlaskSessionCookie
 from bridge._serving.hybrid import HybridApp
 from bridge._serving.loading import import_object
@@ -224,17 +226,41 @@ def wsgi_sender(app: Flask) -> Sender:
     return _WSGISender(app)
 
 
+class _LoggedErrors(logging.Handler):
+    """Collects the exceptions logged with their traceback, once each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(logging.ERROR)
+        self.errors = errors
+        self.seen: set[int] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.add(record.exc_info[1])
+
+    def add(self, exc: BaseException) -> None:
+        if id(exc) not in self.seen:
+            self.seen.add(id(exc))
+            self.errors.append("".join(traceback.format_exception(exc)))
+
+
 def asgi_sender(app: Any) -> Sender:
     """Send requests to an ASGI app in-process; an error answer is an answer, not a crash."""
     errors: list[str] = []
 
     async def recording(scope: Any, receive: Any, send: Any) -> None:
-        # Starlette answers 500 and raises the exception again: keep its traceback.
+        # The toolkit's error envelope answers 500 and logs the exception on its
+        # logger; Starlette's own answers 500 and raises it again. Keep either.
+        collected = _LoggedErrors(errors)
+        envelope_logger.addHandler(collected)
         try:
             await app(scope, receive, send)
         except Exception as exc:
-            errors.append("".join(traceback.format_exception(exc)))
+            collected.add(exc)
             raise
+        finally:
+            envelope_logger.removeHandler(collected)
+            collected.seen.clear()
 
     transport = httpx.ASGITransport(app=recording, raise_app_exceptions=False)
     sender = Sender(httpx.AsyncClient(transport=transport, base_url=BASE_URL))
