@@ -1,32 +1,30 @@
 """The demo shop on three sides: the legacy app, the FastAPI app and the hybrid.
 
-Every side runs on the test database (see ``tests/conftest.py``). The clock of
-the shop's models is frozen, so rows written at different moments by different
-sides carry the same timestamps and can be compared to the byte.
+Every side runs on the shop's tables, made and seeded once per session and put
+back before each test (see ``tests/conftest.py``). The clock of the shop's
+models is frozen, so rows written at different moments by different sides carry
+the same timestamps and can be compared to the byte.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from flask import Flask
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 import async_app
 import legacy_flask_app
 import shop.models
 from bridge._porting.database import DatabaseSettings
-from bridge._porting.repository import run_sync
 from bridge._serving.hybrid import HybridApp
 from bridge._serving.manifest import Manifest, load_manifest
 from legacy_flask_app.extensions import db
-from shop.models import Base
-from shop.seed import seed
+from tests.conftest import SeededDatabase
 
 SECRET_KEY = "demo-tests-secret-key"
 FROZEN_NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -45,22 +43,19 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def reset_database(sync_engine: Engine) -> Iterator[Callable[[], None]]:
-    """Recreate the shop's tables with the seed data; done once before the test."""
-
-    def reset() -> None:
-        Base.metadata.drop_all(sync_engine)
-        Base.metadata.create_all(sync_engine)
-        with Session(sync_engine) as session, session.begin():
-            run_sync(session, seed())
-
-    reset()
-    yield reset
-    Base.metadata.drop_all(sync_engine)
+def database_url(shop_database: SeededDatabase, tmp_path: Path) -> str:
+    """The shop's database: this test's own file on SQLite, the session's schema on PostgreSQL."""
+    return shop_database.url(tmp_path)
 
 
 @pytest.fixture
-def legacy_app(database_settings: DatabaseSettings, reset_database: Any) -> Iterator[Flask]:
+def reset_database(shop_database: SeededDatabase, database_url: str) -> None:
+    """The shop's tables holding exactly the seed data, as the test starts."""
+    shop_database.reset(database_url)
+
+
+@pytest.fixture
+def legacy_app(database_settings: DatabaseSettings, reset_database: None) -> Iterator[Flask]:
     """The legacy app as in production: TESTING off, errors rendered by its handlers."""
     app = legacy_flask_app.create_app(
         {**database_settings.flask_config(), "SECRET_KEY": SECRET_KEY, "SEED_DEMO_DATA": False}
@@ -74,7 +69,7 @@ def legacy_app(database_settings: DatabaseSettings, reset_database: Any) -> Iter
 
 @pytest.fixture
 async def fastapi_app(
-    database_settings: DatabaseSettings, reset_database: Any
+    database_settings: DatabaseSettings, reset_database: None
 ) -> AsyncIterator[FastAPI]:
     """The ported routes, with their engine started as the server would start it."""
     app = async_app.create_app(database_settings, secret_key=SECRET_KEY)

@@ -72,7 +72,7 @@ def shadow_manifest() -> Manifest:
 
 @pytest.fixture
 def shadow_apps(
-    database_settings: DatabaseSettings, reset_database: Any
+    database_settings: DatabaseSettings, reset_database: None
 ) -> Iterator[tuple[Flask, Any]]:
     legacy = legacy_flask_app.create_app(
         {**database_settings.flask_config(), "SECRET_KEY": SECRET_KEY, "SEED_DEMO_DATA": False}
@@ -83,7 +83,7 @@ def shadow_apps(
 
 
 @pytest.fixture
-def shadow_recorder(sync_engine: Engine, reset_database: Any) -> ChangeRecorder:
+def shadow_recorder(sync_engine: Engine, reset_database: None) -> ChangeRecorder:
     return ChangeRecorder(sync_engine, tables=list(Base.metadata.tables))
 
 
@@ -261,7 +261,7 @@ def shadow_env(settings: DatabaseSettings) -> dict[str, str]:
 
 
 def test_the_cli_passes_on_the_demo_cases(
-    database_settings: DatabaseSettings, reset_database: Any, monkeypatch: pytest.MonkeyPatch
+    database_settings: DatabaseSettings, reset_database: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in shadow_env(database_settings).items():
         monkeypatch.setenv(name, value)
@@ -281,7 +281,7 @@ def test_the_cli_passes_on_the_demo_cases(
 
 
 def test_the_cli_fails_on_a_port_that_forgets_the_stock(
-    database_settings: DatabaseSettings, reset_database: Any, tmp_path: Path
+    database_settings: DatabaseSettings, reset_database: None, tmp_path: Path
 ) -> None:
     demo = async_app.DEMO_MANIFEST.read_text()
     broken = demo.replace(
