@@ -1,8 +1,9 @@
 """Database fixtures shared by the whole suite.
 
 The suite runs on a SQLite file per test by default. With ``TEST_DATABASE_URL``
-set to a PostgreSQL URL it runs there instead, and every test that uses the
-async side runs twice, on asyncpg and on psycopg.
+set to a PostgreSQL URL it runs there instead, and every test that touches the
+async side runs twice, on asyncpg and on psycopg; a test that only uses the sync
+side runs once (see :func:`touches_async_side`).
 
 Suites that need seeded tables (the demo shop) make them once per session and
 put the seed rows back before each test (see :class:`SeededDatabase`).
@@ -10,14 +11,15 @@ put the seed rows back before each test (see :class:`SeededDatabase`).
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
-from sqlalchemy import Connection, Engine, MetaData, create_engine, insert, make_url, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, insert, make_url, text
 from sqlalchemy.orm import Session
 
 from bridge._porting.database import DatabaseSettings, configure_sqlite
@@ -26,6 +28,48 @@ from bridge._porting.repository import Operation, run_sync
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 ON_POSTGRES = TEST_DATABASE_URL.startswith(("postgresql", "postgres:"))
 ASYNC_DRIVERS = ["asyncpg", "psycopg"] if ON_POSTGRES else [None]
+
+
+# Fixtures that start the async side: a test that uses one, itself or through
+# another fixture, runs on every async driver.
+ASYNC_SIDE_FIXTURES = frozenset({"async_engine", "fastapi_app", "shadow"})
+ASYNC_SIDE = "async_side"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{ASYNC_SIDE}: the test builds an async engine or app from database_settings in a "
+        "fixture of its own; run it on every async driver",
+    )
+
+
+def touches_async_side(
+    fixturenames: Iterable[str], function: Callable[..., Any], marked: bool
+) -> bool:
+    """Whether a test that uses the test database may reach it through an async driver.
+
+    It does when it uses a fixture that starts the async side, is marked
+    ``async_side``, or asks for ``database_settings`` itself (it may build an
+    async engine from them). :func:`async_side_guard` fails a test that
+    connects an async engine without being counted here.
+    """
+    if marked or not ASYNC_SIDE_FIXTURES.isdisjoint(fixturenames):
+        return True
+    return "database_settings" in inspect.signature(function).parameters
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_settings" not in metafunc.fixturenames:
+        return
+    marked = metafunc.definition.get_closest_marker(ASYNC_SIDE) is not None
+    if touches_async_side(metafunc.fixturenames, metafunc.function, marked):
+        metafunc.parametrize(
+            "database_settings",
+            ASYNC_DRIVERS,
+            indirect=True,
+            ids=lambda driver: driver or "aiosqlite",
+        )
 
 
 @pytest.fixture
@@ -41,10 +85,35 @@ def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/test.sqlite3"
 
 
-@pytest.fixture(params=ASYNC_DRIVERS, ids=lambda driver: driver or "aiosqlite")
+@pytest.fixture
 def database_settings(request: pytest.FixtureRequest, database_url: str) -> DatabaseSettings:
-    """Settings for this test's database; on PostgreSQL, once per async driver."""
-    return DatabaseSettings(url=database_url, async_driver=request.param)
+    """Settings for this test's database; on PostgreSQL, once per async driver
+    for a test that touches the async side."""
+    return DatabaseSettings(url=database_url, async_driver=getattr(request, "param", None))
+
+
+@pytest.fixture(autouse=True)
+def async_side_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that runs on one async driver only but connects an async engine."""
+    node = request.node
+    if "database_settings" not in request.fixturenames or touches_async_side(
+        request.fixturenames, node.function, node.get_closest_marker(ASYNC_SIDE) is not None
+    ):
+        yield
+        return
+    connected: list[str] = []
+
+    def on_connect(connection: Connection) -> None:
+        if connection.dialect.is_async:
+            connected.append(connection.dialect.driver)
+
+    event.listen(Engine, "engine_connect", on_connect)
+    yield
+    event.remove(Engine, "engine_connect", on_connect)
+    assert not connected, (
+        f"the test connected an async engine ({connected[0]}) but runs on one driver only: "
+        f"mark it @pytest.mark.{ASYNC_SIDE} or use a fixture of {sorted(ASYNC_SIDE_FIXTURES)}"
+    )
 
 
 def checked_out(engine: Engine) -> int:
