@@ -232,14 +232,15 @@ class PostgresSchema:
         return self._url
 
     def reset(self, url: str) -> None:
-        tables = ", ".join(f'"{table.name}"' for table in self.metadata.sorted_tables)
         with self.engine.begin() as connection:
             # A connection a test leaked would make this wait forever: fail instead.
             connection.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
             if not self.has_tables:
                 self.metadata.create_all(connection)
                 self.has_tables = True
-            connection.exec_driver_sql(f"TRUNCATE {tables}")
+            # DELETE, not TRUNCATE: for a few rows it is many times faster.
+            for table in reversed(self.metadata.sorted_tables):
+                connection.execute(table.delete())
             for table in self.metadata.sorted_tables:
                 if self.rows[table.name]:
                     connection.execute(insert(table), self.rows[table.name])
