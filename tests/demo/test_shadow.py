@@ -27,7 +27,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from flask import Flask
-from sqlalchemy import Engine
+from sqlalchemy import URL, Engine, create_engine
 
 import async_app
 import async_app.catalog
@@ -44,6 +44,7 @@ from bridge._shadow.runner import Outcome, Sender, route_of
 from bridge.pytest_plugin import Shadow, shadow_cases
 from legacy_flask_app.extensions import db
 from shop.models import Base
+from tests.conftest import checked_out
 
 from . import broken_ports
 from .conftest import SECRET_KEY
@@ -82,9 +83,34 @@ def shadow_apps(
         db.engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def session_recorders() -> Iterator[dict[URL, ChangeRecorder]]:
+    """Recorders of databases that outlive a test (the session's PostgreSQL schema):
+    reflecting the tables there takes a tenth of a second, too long for every test."""
+    recorders: dict[URL, ChangeRecorder] = {}
+    yield recorders
+    for recorder in recorders.values():
+        recorder.engine.dispose()
+
+
 @pytest.fixture
-def shadow_recorder(sync_engine: Engine, reset_database: None) -> ChangeRecorder:
-    return ChangeRecorder(sync_engine, tables=list(Base.metadata.tables))
+def shadow_recorder(
+    database_settings: DatabaseSettings,
+    sync_engine: Engine,
+    reset_database: None,
+    session_recorders: dict[URL, ChangeRecorder],
+) -> Iterator[ChangeRecorder]:
+    if database_settings.backend == "sqlite":  # a file of the test's own
+        yield ChangeRecorder(sync_engine, tables=list(Base.metadata.tables))
+        return
+    url = database_settings.sync_url
+    if url not in session_recorders:
+        engine = create_engine(url, pool_size=1)
+        session_recorders[url] = ChangeRecorder(engine, tables=list(Base.metadata.tables))
+    recorder = session_recorders[url]
+    yield recorder
+    leaked = checked_out(recorder.engine)
+    assert leaked == 0, f"the recorder left {leaked} connection(s) checked out"
 
 
 class Keeping(Sender):
