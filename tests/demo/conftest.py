@@ -81,7 +81,7 @@ async def fastapi_app(
 
 @pytest.fixture
 def manifest() -> Manifest:
-    return load_manifest(async_app.DEMO_MANIFEST)
+    return load_manifest(Path(__file__).parents[2] / "migration.toml")
 
 
 @pytest.fixture

@@ -68,7 +68,7 @@ ORDER = {"items": [{"product_id": 1, "quantity": 2}, {"product_id": 8, "quantity
 
 @pytest.fixture
 def shadow_manifest() -> Manifest:
-    return load_manifest(async_app.DEMO_MANIFEST)
+    return load_manifest(Path(__file__).parents[2] / "migration.toml")
 
 
 @pytest.fixture
@@ -306,7 +306,7 @@ def test_the_cli_passes_on_a_case_of_every_demo_route(
     cases.write_text("\n".join(first_cases.values()) + "\n")
     for name, value in shadow_env(database_settings).items():
         monkeypatch.setenv(name, value)
-    args = ["shadow", str(cases), "--manifest", str(async_app.DEMO_MANIFEST)]
+    args = ["shadow", str(cases), "--manifest", str(Path(__file__).parents[2] / "migration.toml")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     output = result.stdout.splitlines()
@@ -324,7 +324,7 @@ def test_the_cli_passes_on_a_case_of_every_demo_route(
 def test_the_cli_fails_on_a_port_that_forgets_the_stock(
     database_settings: DatabaseSettings, reset_database: None, tmp_path: Path
 ) -> None:
-    demo = async_app.DEMO_MANIFEST.read_text()
+    demo = (Path(__file__).parents[2] / "migration.toml").read_text()
     broken = demo.replace(
         'fastapi = "async_app:create_app"',
         'fastapi = "tests.demo.broken_ports:create_app_forgetting_stock"',
