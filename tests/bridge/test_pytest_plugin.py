@@ -19,6 +19,7 @@ from bridge._shadow.recorder import ChangeRecorder
 from . import shadow_apps
 
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.async_side  # the inner session serves the port
 
 ROOT = Path(__file__).parents[2]
 

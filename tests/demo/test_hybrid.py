@@ -131,7 +131,7 @@ async def test_a_failing_commit_never_answers_2xx_and_writes_nothing(
 
 
 async def test_an_exhausted_pool_answers_503_with_retry_after_on_both_sides(
-    database_settings: DatabaseSettings, reset_database: Any
+    database_settings: DatabaseSettings, reset_database: None
 ) -> None:
     tight = dataclasses.replace(database_settings, pool_size=1, max_overflow=0, pool_timeout=0.2)
     flask_app = legacy_flask_app.create_app(

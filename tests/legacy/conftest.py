@@ -1,14 +1,13 @@
-"""Fixtures for the legacy Flask app: a fresh, seeded database for every test.
+"""Fixtures for the legacy Flask app, on the shop's tables as seeded.
 
-SQLite: a file under the test's ``tmp_path``. With ``TEST_DATABASE_URL`` set to
-PostgreSQL, the tables live in a schema of their own for the session (other
-suites may use the same database at the same time) and are created and dropped
-around each test.
+The tables are made and seeded once per session and put back before each test
+(see ``tests/conftest.py``): SQLite copies a seeded file into the test's
+``tmp_path``; on PostgreSQL (``TEST_DATABASE_URL``) they live in a schema of
+the session's own, as other suites may use the same database at the same time.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,56 +15,32 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 from bridge._porting.database import DatabaseSettings
-from bridge._porting.repository import run_sync
 from legacy_flask_app import create_app
 from legacy_flask_app.extensions import db
-from shop.seed import DEMO_PASSWORD, is_seeded, seed
-
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
-ON_POSTGRES = TEST_DATABASE_URL.startswith(("postgresql", "postgres:"))
+from shop.seed import DEMO_PASSWORD
+from tests.conftest import SeededDatabase
 
 MakeApp = Callable[..., Flask]
 Login = Callable[..., dict[str, Any]]
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """``TEST_DATABASE_URL`` pointed at a schema only this session uses."""
-    schema = f"legacy_tests_{os.getpid()}"
-    admin = create_engine(DatabaseSettings(url=TEST_DATABASE_URL).sync_url)
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    # lock_timeout: a leaked connection makes drop_all fail instead of hang.
-    options = f"-csearch_path={schema} -clock_timeout=10s"
-    yield (
-        make_url(TEST_DATABASE_URL)
-        .update_query_dict({"options": options})
-        .render_as_string(hide_password=False)
-    )
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
-
-
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(shop_database: SeededDatabase, tmp_path: Path) -> str:
     """The URL of this test's database."""
-    if ON_POSTGRES:
-        return str(request.getfixturevalue("postgres_url"))
-    return f"sqlite:///{tmp_path}/legacy.sqlite3"
+    return shop_database.url(tmp_path)
 
 
 @pytest.fixture
-def make_app(database_url: str) -> Iterator[MakeApp]:
-    """Build apps on the test database, seeded; fails the test if a connection leaked.
+def make_app(shop_database: SeededDatabase, database_url: str) -> Iterator[MakeApp]:
+    """Build apps on the test database; fails the test if a connection leaked.
 
-    Keyword arguments are config overrides. With ``SEED_DEMO_DATA=True`` the app
-    creates and seeds the tables itself, as in production.
+    Keyword arguments are config overrides. The first app of a test finds the
+    tables as seeded, or with ``SEED_DEMO_DATA=True`` no tables at all: that app
+    creates and seeds them itself, as in production. Later apps of the test
+    share the first one's database as it is.
     """
     apps: list[Flask] = []
 
@@ -76,14 +51,12 @@ def make_app(database_url: str) -> Iterator[MakeApp]:
             "SEED_DEMO_DATA": False,
             **overrides,
         }
+        if not apps and config["SEED_DEMO_DATA"]:
+            shop_database.drop_tables(database_url)
+        elif not apps:
+            shop_database.reset(database_url)
         app = create_app(config)
         apps.append(app)
-        if not config["SEED_DEMO_DATA"]:
-            with app.app_context():
-                db.create_all()
-                if not run_sync(db.session(), is_seeded()):
-                    run_sync(db.session(), seed())
-                    db.session.commit()
         return app
 
     yield make
@@ -91,7 +64,6 @@ def make_app(database_url: str) -> Iterator[MakeApp]:
     for app in apps:
         with app.app_context():
             leaked.append(db.engine.pool.checkedout())  # type: ignore[attr-defined]
-            db.drop_all()
             db.engine.dispose()
     assert not any(leaked), f"connections still checked out after the test: {leaked}"
 

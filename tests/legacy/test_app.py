@@ -13,8 +13,9 @@ from sqlalchemy import text
 from legacy_flask_app import create_app
 from legacy_flask_app.extensions import db
 from shop.config import DEV_SECRET_KEY
+from tests.conftest import ON_POSTGRES, SeededDatabase
 
-from .conftest import ON_POSTGRES, MakeApp
+from .conftest import Login, MakeApp
 
 
 def test_health(client: FlaskClient) -> None:
@@ -29,6 +30,24 @@ def test_seed_demo_data_creates_tables_and_seeds_only_once(make_app: MakeApp) ->
     response = again.test_client().get("/api/products")
     assert response.json is not None
     assert response.json["total"] == 25
+
+
+def test_a_reset_puts_back_the_seed_rows_and_the_next_ids(
+    app: Flask, login: Login, shop_database: SeededDatabase, database_url: str
+) -> None:
+    order = {"items": [{"product_id": 1, "quantity": 2}]}
+    placed = []
+    for _ in range(2):
+        client = app.test_client()
+        login(client, "alice@example.com")
+        placed.append(client.post("/api/orders", json=order).json)
+        with app.app_context():
+            db.engine.dispose()  # a reset replaces the SQLite file: close it first
+        shop_database.reset(database_url)
+    assert [body["id"] for body in placed if body] == [4, 4]
+    stock = app.test_client().get("/api/products/1").json
+    assert stock is not None
+    assert stock["stock"] == 12
 
 
 def test_overrides_win_over_defaults(app: Flask) -> None:

@@ -30,7 +30,7 @@ from bridge._shadow.runner import (
 from bridge._shadow.session import shadow_session
 from tests.bridge import shadow_apps
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.async_side]
 
 GET_NOTE = Case(method="GET", path="/notes/1")
 MISSING_NOTE = Case(method="GET", path="/notes/999")
