@@ -407,3 +407,17 @@ async def test_ordinary_rules_route_the_same_on_any_host(base_url: str) -> None:
     assert new.headers["x-bridge-side"] == "async"
     assert rolled_back.status_code == 405
     assert rolled_back.headers["x-bridge-side"] == "legacy"
+
+
+async def test_one_hybrid_decides_a_subdomain_rule_per_host_request_after_request() -> None:
+    flask_app = subdomain_app("example.com")
+    hybrid = HybridApp(flask_app, fastapi_serving("/y"), parse_manifest(SUBDOMAIN_RULE))
+
+    sides = []
+    async with client(hybrid) as http:
+        for host in ["api.example.com", "example.com", "api.example.com", "example.com"]:
+            response = await http.get("/y", headers={"Host": host})
+            sides.append(response.headers["x-bridge-side"])
+
+    assert sides == ["legacy", "async", "legacy", "async"]
+    hybrid.legacy.shutdown()
