@@ -308,7 +308,7 @@ def wrk(base: str, load: Load, seconds: int, server: Server) -> tuple[float, flo
     cores = server.cores if server.workers > 1 else WRK_CORES
     command = [
         *("taskset", "-c", cores, "wrk", "-t1", f"-c{load.connections}", f"-d{seconds}s"),
-        *("--latency", base + load.path),
+        *("--latency", "--timeout", "30s", base + load.path),
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in output or "Socket errors" in output:

@@ -24,7 +24,7 @@ import anyio.to_thread
 from a2wsgi.wsgi import build_environ
 from fastapi import FastAPI
 from flask import Flask
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import MapAdapter
 
@@ -50,10 +50,6 @@ class HybridApp:
             flask_app.url_map, fastapi_app.routes, manifest, bind=self.url_adapter
         )
         self.legacy = LegacyWSGI(flask_app, threads=self.options.wsgi_threads)
-        self._sides: dict[RouteState, ASGIApp] = {
-            RouteState.LEGACY: self.legacy,
-            RouteState.ASYNC: fastapi_app,
-        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -72,7 +68,10 @@ class HybridApp:
         if body is None:
             return  # the client left mid-body: no side sees half a body
         scope["headers"] = _with_content_length(scope["headers"], body)
-        await self._sides[side](scope, _replay(body, receive), self._tag(send, side))
+        if side is RouteState.LEGACY:
+            await self.legacy.respond(scope, body, receive, self._tag(send, side))
+        else:
+            await self.fastapi_app(scope, _replay(body, receive), self._tag(send, side))
 
     def url_adapter(self, scope: Scope) -> MapAdapter | None:
         """The Flask app's URL adapter for this request, as it builds it to dispatch.
