@@ -36,6 +36,7 @@ from bridge._serving.wsgi import BodyTooLarge, LegacyWSGI, read_body
 
 SIDE_HEADER = b"x-bridge-side"
 MANIFEST_ENV = "FLASK2FASTAPI_MANIFEST"
+DEFAULT_MANIFEST = "migration.toml"
 
 
 class HybridApp:
@@ -148,9 +149,16 @@ def build_hybrid(manifest: Manifest) -> HybridApp:
     return HybridApp(flask_app, fastapi_app, manifest)
 
 
-def app_from_env() -> HybridApp:
-    """Factory for uvicorn workers: the manifest path comes from the environment."""
-    return build_hybrid(load_manifest(os.environ[MANIFEST_ENV]))
+def hybrid_from_env() -> HybridApp:
+    """The hybrid of the manifest ``FLASK2FASTAPI_MANIFEST`` names, ``./migration.toml``
+    by default: the factory for servers that import the app in each worker.
+
+    ::
+
+        gunicorn -k uvicorn_worker.UvicornWorker -w 4 'bridge:hybrid_from_env()'
+        uvicorn --factory bridge:hybrid_from_env --workers 4
+    """
+    return build_hybrid(load_manifest(os.environ.get(MANIFEST_ENV, DEFAULT_MANIFEST)))
 
 
 # Keys a2wsgi needs that callers asking only "which side?" may leave out.

@@ -419,3 +419,30 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2(project: Project) -> None
         port = taken.getsockname()[1]
         result = invoke("serve", "--port", str(port))
     assert_config_error(result, f"cannot listen on 127.0.0.1:{port}", "--port")
+
+
+@pytest.mark.parametrize(
+    ("args", "access_log"), [((), False), (("--access-log",), True), (("--no-access-log",), False)]
+)
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_serve_logs_no_request_unless_asked_and_workers_import_the_public_factory(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    access_log: bool,
+    workers: str,
+) -> None:
+    import uvicorn
+
+    calls: list[tuple[object, dict[str, object]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+
+    result = invoke("serve", "--port", str(free_port()), "--workers", workers, *args)
+
+    assert result.exit_code == 0, result.output
+    [(app, options)] = calls
+    assert options["access_log"] is access_log
+    if workers == "1":
+        assert type(app).__name__ == "HybridApp"
+    else:
+        assert (app, options["factory"], options["workers"]) == ("bridge:hybrid_from_env", True, 3)
