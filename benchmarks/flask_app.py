@@ -33,4 +33,9 @@ def create_app() -> Flask:
         db.session.execute(text(IO_QUERY))
         return {"ok": True}
 
+    @app.get("/io-core")
+    def io_core() -> dict[str, bool]:  # ported on DbConnection, the Core path
+        db.session.execute(text(IO_QUERY))
+        return {"ok": True}
+
     return app

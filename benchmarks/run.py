@@ -87,6 +87,7 @@ HELLO_32 = Load("/hello", 32)
 HELLO_1 = Load("/hello", 1)
 IO_64 = Load("/io", 64)
 IO_128 = Load("/io", 128)
+IO_CORE_128 = Load("/io-core", 128)
 HELLO_64 = Load("/hello", 64)
 CSV_PATH = "/api/products/export.csv"
 
@@ -113,7 +114,7 @@ SERVERS = (
     Server("gunicorn", gunicorn("benchmarks.flask_app:create_app()"),
            (HELLO_32, HELLO_1, IO_64, IO_128)),
     Server("legacy", serve("benchmarks/legacy.toml"), (HELLO_32, HELLO_1, IO_64)),
-    Server("ported", serve("benchmarks/ported.toml"), (HELLO_32, IO_128)),
+    Server("ported", serve("benchmarks/ported.toml"), (HELLO_32, IO_128, IO_CORE_128)),
     Server("fastapi", uvicorn("benchmarks.fastapi_app:create_app"), (HELLO_32, IO_128)),
     Server("starlette", uvicorn("benchmarks.starlette_app:create_app"), (HELLO_32, IO_128)),
     Server("gunicorn-2w", gunicorn("benchmarks.flask_app:create_app()", workers=2,
@@ -170,6 +171,10 @@ ROWS = (
         rps_ratio(("legacy-2w", HELLO_64), ("gunicorn-2w", HELLO_64))),
     Row("2 workers: legacy /io hybrid / gunicorn, c=64", "",
         rps_ratio(("legacy-2w", IO_64), ("gunicorn-2w", IO_64))),
+    Row("ported /io-core (DbConnection) at c=128 / gunicorn /io", "",
+        rps_ratio(("ported", IO_CORE_128), ("gunicorn", IO_128))),
+    Row("ported /io-core (DbConnection) at c=128 / its bound", "",
+        of_bound(("ported", IO_CORE_128))),
     Row("reference: Starlette + raw asyncpg /io / its bound", "",
         of_bound(("starlette", IO_128))),
 )  # fmt: skip
@@ -182,10 +187,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if any(s.demo for s in servers):
         seed_demo(demo_url(options.database_url))
     measured = Measured()
+    load_before = os.getloadavg()[0]
     for number in range(options.rounds):
         print(f"round {number + 1} of {options.rounds}", file=sys.stderr)
         for server in servers:
             run_server(server, options, measured)
+    print(f"\n{machine()}; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print(f"{options.rounds} rounds of {options.duration} s per wrk run")
     print_table(measured, options.rounds)
     print_raw(measured)
 
@@ -201,6 +209,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def default_url() -> str:
     return os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.partition(":")[2].strip()
+            break
+    return f"{os.cpu_count()} x {model}, Python {sys.version.split()[0]}"
 
 
 def check_tools() -> None:
