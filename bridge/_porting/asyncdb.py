@@ -103,8 +103,7 @@ class AsyncDatabase:
         """A Core connection in a transaction: committed on success, rolled back on error."""
         connection = await self.engine.connect()
         try:
-            await connection.begin()
-            yield connection
+            yield connection  # which begins its transaction when it first executes
         except BaseException:
             await connection.rollback()
             raise
