@@ -202,7 +202,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=default_url(), help="PostgreSQL URL.")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--duration", type=int, default=5, help="Seconds per wrk run.")
+    parser.add_argument("--duration", type=int, default=4, help="Seconds per wrk run.")
     parser.add_argument("--only", nargs="*", help="Run only these servers.")
     return parser.parse_args(argv)
 
