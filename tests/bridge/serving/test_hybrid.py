@@ -437,9 +437,11 @@ ROOT = Path(__file__).resolve().parents[3]
 DEMO_MANIFEST = ROOT / "migration.toml"
 
 
-def demo_environment(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The demo on a SQLite file of its own, created and seeded once, as a deploy
     step would, so that no two workers seed it at once."""
+    tmp_path = tmp_path_factory.mktemp("demo")
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path}/demo.sqlite3",
@@ -493,15 +495,14 @@ def wait_for(url: str, process: subprocess.Popen[str]) -> None:
     raise AssertionError(f"the server did not answer {url} in time")
 
 
-def test_serve_with_two_workers_serves_both_sides(tmp_path: Path) -> None:
-    env = demo_environment(tmp_path)
+def test_serve_with_two_workers_serves_both_sides(tmp_path: Path, demo_env: dict[str, str]) -> None:
     port = free_port()
     command = [
         *(sys.executable, "-m", "bridge", "serve", "--workers", "2"),
         *("--manifest", str(DEMO_MANIFEST), "--log-level", "warning", "--port", str(port)),
     ]
 
-    sides = sides_served(command, port, env, tmp_path)
+    sides = sides_served(command, port, demo_env, tmp_path)
 
     assert sides == ["async", "legacy", "legacy"]
 
@@ -512,15 +513,14 @@ def test_serve_with_two_workers_serves_both_sides(tmp_path: Path) -> None:
     reason="needs gunicorn and uvicorn-worker: pip install -e '.[test]'",
 )
 def test_gunicorn_with_uvicorn_workers_serves_the_demo_through_the_public_factory(
-    tmp_path: Path,
+    tmp_path: Path, demo_env: dict[str, str]
 ) -> None:
-    env = demo_environment(tmp_path)
     port = free_port()
     command = [
         *(sys.executable, "-m", "gunicorn", "-k", "uvicorn_worker.UvicornWorker", "-w", "2"),
         *("-b", f"127.0.0.1:{port}", "--log-level", "warning", "bridge:hybrid_from_env()"),
     ]
 
-    sides = sides_served(command, port, env, tmp_path)
+    sides = sides_served(command, port, demo_env, tmp_path)
 
     assert sides == ["async", "legacy", "legacy"]
