@@ -1,23 +1,23 @@
-"""Benchmarks of the hybrid server, each printed as a ratio to a baseline run in the same go.
+"""In-process micro-benchmarks of the hybrid's own overhead, each a ratio to a
+baseline measured in turn with it.
 
-1. Legacy threads: an I/O-bound Flask route (50 ms of waiting) under 80
-   concurrent requests, through a2wsgi with its default 10 threads (the
-   baseline) and through the bridge with its default of 40.
-2. Bridge overhead: a trivial Flask route, one request at a time, straight
-   through a2wsgi (the baseline) and through the hybrid (route matching,
-   header filtering, body buffering, the side header).
-3. Port overhead: a trivial FastAPI route alone (the baseline) and through
-   the hybrid.
+1. Legacy route: a trivial Flask route, one request at a time, through a2wsgi's
+   ``WSGIMiddleware`` alone (the baseline) and through the hybrid (routing,
+   header filtering, body buffering, the handoff from the worker thread, the
+   side header).
+2. Ported route: a trivial FastAPI route alone (the baseline) and through the
+   hybrid.
 
-Requests are sent in-process over ASGI, so the numbers are the bridge's, not
-a network's. Run: python benchmarks/bench_hybrid.py
+Requests are sent in-process over ASGI, so the numbers are the bridge's, not a
+network's or a server's; ``benchmarks/run.py`` measures real servers. CPU time
+is printed beside wall time: on a shared machine it is the steadier of the two.
+Run: python benchmarks/bench_hybrid.py
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from a2wsgi import WSGIMiddleware
@@ -27,19 +27,12 @@ from flask import Flask
 from bridge._serving.hybrid import HybridApp
 from bridge._serving.manifest import BridgeOptions, Manifest, RouteKey, RouteState
 
-IO_WAIT = 0.05
-CONCURRENT = 80
 SEQUENTIAL = 2000
 ROUNDS = 3
 
 
 def make_apps() -> tuple[Flask, FastAPI]:
     flask_app = Flask(__name__)
-
-    @flask_app.get("/io")
-    def io() -> dict[str, bool]:
-        time.sleep(IO_WAIT)  # a database or HTTP call, as far as threads are concerned
-        return {"ok": True}
 
     @flask_app.get("/ping")
     def ping() -> dict[str, bool]:
@@ -94,34 +87,33 @@ async def call(app: Any, path: str) -> int:
     return status
 
 
-async def best_of(rounds: int, run: Callable[[], Awaitable[None]]) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        await run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+Timing = tuple[float, float]  # wall and CPU seconds per request
 
 
-async def concurrent(app: Any) -> float:
-    return await best_of(ROUNDS, lambda: _gather(app))
+async def sequential_pair(baseline: Any, bridge: Any, path: str) -> tuple[Timing, Timing]:
+    """Per-request times of both, best of ROUNDS, measured in turn so drift hits both."""
 
-
-async def _gather(app: Any) -> None:
-    await asyncio.gather(*(call(app, "/io") for _ in range(CONCURRENT)))
-
-
-async def sequential_pair(baseline: Any, bridge: Any, path: str) -> tuple[float, float]:
-    """Per-request time of both, best of ROUNDS, the two measured in turn so drift hits both."""
-
-    async def timed(app: Any) -> float:
-        start = time.perf_counter()
+    async def timed(app: Any) -> Timing:
+        wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(SEQUENTIAL):
             await call(app, path)
-        return (time.perf_counter() - start) / SEQUENTIAL
+        return (time.perf_counter() - wall) / SEQUENTIAL, (time.process_time() - cpu) / SEQUENTIAL
 
     pairs = [(await timed(baseline), await timed(bridge)) for _ in range(ROUNDS)]
-    return min(p[0] for p in pairs), min(p[1] for p in pairs)
+    return best([p[0] for p in pairs]), best([p[1] for p in pairs])
+
+
+def best(timings: list[Timing]) -> Timing:
+    return min(t[0] for t in timings), min(t[1] for t in timings)
+
+
+def report(label: str, baseline: str, times: tuple[Timing, Timing]) -> None:
+    (base_wall, base_cpu), (wall, cpu) = times
+    print(
+        f"  {label}: {baseline} {base_wall * 1e6:6.1f} us ({base_cpu * 1e6:5.1f} CPU), "
+        f"through the hybrid {wall * 1e6:6.1f} us ({cpu * 1e6:5.1f} CPU): "
+        f"{wall / base_wall:4.2f}x the time, {cpu / base_cpu:4.2f}x the CPU"
+    )
 
 
 def hybrid(flask_app: Flask, fastapi_app: FastAPI, threads: int) -> HybridApp:
@@ -134,31 +126,13 @@ def hybrid(flask_app: Flask, fastapi_app: FastAPI, threads: int) -> HybridApp:
 
 async def main() -> None:
     flask_app, fastapi_app = make_apps()
-    defaults = hybrid(flask_app, fastapi_app, BridgeOptions.wsgi_threads)
-    a2wsgi_default = WSGIMiddleware(flask_app)  # type: ignore[arg-type]
+    bridge = hybrid(flask_app, fastapi_app, BridgeOptions.wsgi_threads)
+    a2wsgi_alone = WSGIMiddleware(flask_app)  # type: ignore[arg-type]
 
-    wait_ms = IO_WAIT * 1e3
-    print(f"{CONCURRENT} concurrent requests to a route that waits {wait_ms:.0f} ms (wall time):")
-    base = await concurrent(a2wsgi_default)
-    ours = await concurrent(defaults)
-    print(f"  a2wsgi, 10 threads (baseline) {base * 1e3:8.1f} ms")
-    print(
-        f"  bridge, {BridgeOptions.wsgi_threads} threads          {ours * 1e3:8.1f} ms"
-        f"   {base / ours:4.2f}x the baseline's throughput"
-    )
-
-    print(f"\nOne request at a time, per request (best of {ROUNDS} x {SEQUENTIAL}):")
-    base, ours = await sequential_pair(a2wsgi_default, defaults, "/ping")
-    print(
-        f"  legacy route: a2wsgi alone (baseline) {base * 1e6:7.1f} us"
-        f"   through the hybrid {ours * 1e6:7.1f} us   {ours / base:4.2f}x the baseline's time"
-    )
-    base, ours = await sequential_pair(fastapi_app, defaults, "/port")
-    print(
-        f"  ported route: FastAPI alone (baseline) {base * 1e6:6.1f} us"
-        f"   through the hybrid {ours * 1e6:7.1f} us   {ours / base:4.2f}x the baseline's time"
-    )
-    defaults.legacy.shutdown()
+    print(f"One request at a time, per request (best of {ROUNDS} x {SEQUENTIAL}):")
+    report("legacy route", "a2wsgi alone", await sequential_pair(a2wsgi_alone, bridge, "/ping"))
+    report("ported route", "FastAPI alone", await sequential_pair(fastapi_app, bridge, "/port"))
+    bridge.legacy.shutdown()
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from bridge._exceptions import RestoreError as RestoreError
     from bridge._exceptions import URLForError as URLForError
     from bridge._porting.asyncdb import AsyncDatabase as AsyncDatabase
+    from bridge._porting.asyncdb import DbConnection as DbConnection
     from bridge._porting.asyncdb import DbSession as DbSession
     from bridge._porting.asyncstream import stream_rows_response as stream_rows_response
     from bridge._porting.database import DatabaseSettings as DatabaseSettings
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from bridge._porting.streaming import stream_rows as stream_rows
     from bridge._serving.hybrid import HybridApp as HybridApp
     from bridge._serving.hybrid import build_hybrid as build_hybrid
+    from bridge._serving.hybrid import hybrid_from_env as hybrid_from_env
     from bridge._serving.manifest import Manifest as Manifest
     from bridge._serving.manifest import RouteState as RouteState
     from bridge._serving.manifest import load_manifest as load_manifest
@@ -91,6 +93,7 @@ _MODULES = {
     "RestoreError": "bridge._exceptions",
     "URLForError": "bridge._exceptions",
     "AsyncDatabase": "bridge._porting.asyncdb",
+    "DbConnection": "bridge._porting.asyncdb",
     "DbSession": "bridge._porting.asyncdb",
     "stream_rows_response": "bridge._porting.asyncstream",
     "DatabaseSettings": "bridge._porting.database",
@@ -122,6 +125,7 @@ _MODULES = {
     "stream_rows": "bridge._porting.streaming",
     "HybridApp": "bridge._serving.hybrid",
     "build_hybrid": "bridge._serving.hybrid",
+    "hybrid_from_env": "bridge._serving.hybrid",
     "Manifest": "bridge._serving.manifest",
     "RouteState": "bridge._serving.manifest",
     "load_manifest": "bridge._serving.manifest",

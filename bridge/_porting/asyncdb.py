@@ -16,6 +16,10 @@ returns, **before** the response is sent (``Depends(..., scope="function")``):
 by default FastAPI runs it after the response has gone out, so a failing commit
 would already have answered 2xx. An exception anywhere rolls back.
 
+A route that needs no ORM takes :data:`DbConnection` instead: a Core
+``AsyncConnection`` inside ``engine.begin()``, with the same guarantees, for a
+fraction of a session's CPU per request (guide 08).
+
 Background work must not use the request's session; it opens its own with
 :meth:`AsyncDatabase.transaction`.
 """
@@ -27,7 +31,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bridge._exceptions import AsyncDatabaseError
 from bridge._porting.database import DatabaseSettings
@@ -72,28 +76,69 @@ class AsyncDatabase:
         finally:
             await self.stop()
 
+    # Both context managers below commit, roll back and close by hand: the
+    # same steps as ``async with session, session.begin()``, without the task
+    # that AsyncSession.__aexit__ starts to shield its close and the extra
+    # greenlet hops: a tenth fewer calls per request.
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction: committed on success, rolled back on error."""
         if self._sessions is None:
             self.engine  # noqa: B018 - raises the explanatory error
         assert self._sessions is not None
-        async with self._sessions() as session, session.begin():
+        session = self._sessions()
+        try:
             yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+        finally:
+            await session.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A Core connection in a transaction: committed on success, rolled back on error."""
+        connection = await self.engine.connect()
+        try:
+            yield connection  # which begins its transaction when it first executes
+        except BaseException:
+            await connection.rollback()
+            raise
+        else:
+            await connection.commit()
+        finally:
+            await connection.close()
 
     def install(self, app: FastAPI) -> None:
         """Make this database the one :data:`DbSession` gives to *app*'s routes."""
         app.state.database = self
 
 
-async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The per-request session of the app's :class:`AsyncDatabase`."""
+def installed_database(request: Request) -> AsyncDatabase:
     database = getattr(request.app.state, "database", None)
     if not isinstance(database, AsyncDatabase):
         raise AsyncDatabaseError("no AsyncDatabase on this app: call AsyncDatabase.install(app)")
-    async with database.transaction() as session:
+    return database
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The per-request session of the app's :class:`AsyncDatabase`."""
+    async with installed_database(request).transaction() as session:
         yield session
+
+
+async def request_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """The per-request Core connection of the app's :class:`AsyncDatabase`."""
+    async with installed_database(request).connection() as connection:
+        yield connection
 
 
 DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]
 """A route parameter type: the request's session, committed before the response is sent."""
+
+DbConnection = Annotated[AsyncConnection, Depends(request_connection, scope="function")]
+"""A route parameter type: the request's Core connection, committed before the response
+is sent. For routes that need no ORM; it costs less CPU than :data:`DbSession`."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import URL, Engine, event, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bridge._exceptions import ConfigurationError, DatabaseURLError
@@ -88,13 +88,20 @@ class DatabaseSettings:
 
     url: str = DEFAULT_DATABASE_URL
     async_driver: AsyncDriver | None = None
-    # pool_size and max_overflow are SQLAlchemy's defaults: each side of each
-    # worker opens up to 15 connections. The timeout is shorter than
-    # SQLAlchemy's 30 s so that a saturated pool answers 503 while clients wait.
-    pool_size: int = 5
-    max_overflow: int = 10
+    # Ten connections per side per worker, kept open: more than the legacy
+    # side's 8 threads, so a legacy request never waits for one, and four
+    # workers (80 connections) fit PostgreSQL's default max_connections of
+    # 100. No overflow: connections opened for a burst and closed after it
+    # cost a connect each. The timeout is shorter than SQLAlchemy's 30 s so
+    # that a saturated pool answers 503 while clients still wait.
+    pool_size: int = 10
+    max_overflow: int = 0
     pool_recycle: int = 1800
-    pool_pre_ping: bool = True
+    # No ping before each checkout: it costs a round trip per request (three on
+    # asyncpg, which wraps it in BEGIN and ROLLBACK). Without it a connection
+    # the server dropped fails the one request that finds it, and SQLAlchemy
+    # then replaces every connection of the pool opened before the failure.
+    pool_pre_ping: bool = False
     pool_timeout: float = 10.0
     sqlite_busy_timeout: float = 30.0
 
@@ -243,7 +250,27 @@ class DatabaseSettings:
         engine = create_async_engine(self.async_url, **{**options, **overrides})
         if self.backend == "sqlite":
             configure_sqlite(engine.sync_engine)
+        else:
+            replace_closed_connections(engine.sync_engine)
         return engine
+
+
+def replace_closed_connections(engine: Engine) -> None:
+    """Replace a pooled connection its driver knows to be closed, before a request gets it.
+
+    asyncpg reads its socket all along, so it knows at once when the server
+    ended a connection (a restart, an idle timeout, ``pg_terminate_backend``).
+    Asking it costs no round trip, unlike a pre-ping; SQLAlchemy opens a new
+    connection when a checkout listener raises ``DisconnectionError``.
+    """
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        is_closed = getattr(driver, "is_closed", None)  # asyncpg
+        closed = is_closed() if callable(is_closed) else getattr(driver, "closed", False)
+        if closed:
+            raise DisconnectionError("the database server closed this pooled connection")
 
 
 def configure_sqlite(engine: Engine) -> None:

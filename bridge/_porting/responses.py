@@ -37,10 +37,13 @@ def flask_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+# One encoder for every response: json.dumps() with options builds a new one per call.
+_ENCODER = json.JSONEncoder(default=flask_default, sort_keys=True, separators=(",", ":"))
+
+
 def flask_json_dumps(content: Any) -> bytes:
     """``jsonify(content).data`` outside debug mode."""
-    text = json.dumps(content, default=flask_default, sort_keys=True, separators=(",", ":"))
-    return f"{text}\n".encode()
+    return (_ENCODER.encode(content) + "\n").encode()
 
 
 class FlaskJSONResponse(JSONResponse):

@@ -27,7 +27,7 @@ import anyio.to_thread
 from a2wsgi.wsgi import build_environ
 from fastapi import FastAPI
 from flask import Flask
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import MapAdapter
 
@@ -39,6 +39,7 @@ from bridge._serving.wsgi import BodyTooLarge, LegacyWSGI, read_body
 
 SIDE_HEADER = b"x-bridge-side"
 MANIFEST_ENV = "FLASK2FASTAPI_MANIFEST"
+DEFAULT_MANIFEST = "migration.toml"
 
 
 class HybridApp:
@@ -53,10 +54,6 @@ class HybridApp:
             flask_app.url_map, fastapi_app.routes, manifest, bind=self.url_adapter
         )
         self.legacy = LegacyWSGI(flask_app, threads=self.options.wsgi_threads)
-        self._sides: dict[RouteState, ASGIApp] = {
-            RouteState.LEGACY: self.legacy,
-            RouteState.ASYNC: fastapi_app,
-        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -65,17 +62,22 @@ class HybridApp:
         if scope["type"] != "http":
             await self.fastapi_app(scope, receive, send)
             return
-        scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if b"_" not in k]}
+        headers, declared, chunked = _scan_headers(scope["headers"])
+        scope = {**scope, "headers": headers}
         side = self.routes.side_for(scope)
         try:
-            body = await self._read_body(scope, receive)
+            body = await self._read_body(declared, receive)
         except BodyTooLarge:
             await self._too_large(scope, self._tag(send, RouteState.LEGACY))
             return
         if body is None:
             return  # the client left mid-body: no side sees half a body
-        scope["headers"] = _with_content_length(scope["headers"], body)
-        await self._sides[side](scope, _replay(body, receive), self._tag(send, side))
+        if chunked or (body and declared is None):
+            scope["headers"] = _with_content_length(headers, body)
+        if side is RouteState.LEGACY:
+            await self.legacy.respond(scope, body, receive, self._tag(send, side))
+        else:
+            await self.fastapi_app(scope, _replay(body, receive), self._tag(send, side))
 
     def url_adapter(self, scope: Scope) -> MapAdapter | None:
         """The Flask app's URL adapter for this request, as it builds it to dispatch.
@@ -89,12 +91,13 @@ class HybridApp:
         request = self.flask_app.request_class(cast("dict[str, Any]", environ))
         return self.flask_app.create_url_adapter(request)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+    async def _read_body(self, declared: bytes | None, receive: Receive) -> bytes | None:
         """:func:`read_body` up to ``max_body_size``; a declared size over it reads nothing."""
         limit = self.options.max_body_size
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise BodyTooLarge
+        if declared is not None:
+            size = declared.decode("latin-1").strip()
+            if size.isdigit() and int(size) > limit:
+                raise BodyTooLarge
         return await read_body(receive, limit=limit)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
@@ -178,29 +181,44 @@ def dispose_flask_engines(flask_app: Flask) -> None:
             engine.dispose()
 
 
-def app_from_env() -> HybridApp:
-    """Factory for uvicorn workers: the manifest path comes from the environment."""
-    return build_hybrid(load_manifest(os.environ[MANIFEST_ENV]))
+def hybrid_from_env() -> HybridApp:
+    """The hybrid of the manifest ``FLASK2FASTAPI_MANIFEST`` names, ``./migration.toml``
+    by default: the factory for servers that import the app in each worker.
+
+    ::
+
+        gunicorn -k uvicorn_worker.UvicornWorker -w 4 'bridge:hybrid_from_env()'
+        uvicorn --factory bridge:hybrid_from_env --workers 4
+    """
+    return build_hybrid(load_manifest(os.environ.get(MANIFEST_ENV, DEFAULT_MANIFEST)))
 
 
 # Keys a2wsgi needs that callers asking only "which side?" may leave out.
 _SCOPE_DEFAULTS: dict[str, Any] = {"http_version": "1.1", "query_string": b""}
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1")).strip()
-    return None
+Headers = list[tuple[bytes, bytes]]
 
 
-def _with_content_length(
-    headers: list[tuple[bytes, bytes]], body: bytes
-) -> list[tuple[bytes, bytes]]:
-    chunked = any(k == b"transfer-encoding" for k, _ in headers)
-    declared = any(k == b"content-length" for k, _ in headers)
-    if not chunked and (declared or not body):
-        return headers
+def _scan_headers(headers: Headers) -> tuple[Headers, bytes | None, bool]:
+    """In one pass, as every request pays for it: the headers without the names
+    spelled with an underscore, the declared Content-Length, and whether the body
+    is chunked."""
+    declared: bytes | None = None
+    chunked = underscored = False
+    for name, value in headers:
+        if name == b"content-length":
+            declared = value if declared is None else declared
+        elif name == b"transfer-encoding":
+            chunked = True
+        elif b"_" in name:
+            underscored = True
+    if underscored:
+        headers = [(name, value) for name, value in headers if b"_" not in name]
+    return headers, declared, chunked
+
+
+def _with_content_length(headers: Headers, body: bytes) -> Headers:
     kept = [(k, v) for k, v in headers if k not in (b"transfer-encoding", b"content-length")]
     return [*kept, (b"content-length", str(len(body)).encode())]
 

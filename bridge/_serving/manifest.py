@@ -8,7 +8,7 @@
 
     [bridge]                  # optional; every key has a default
     side_header = true
-    wsgi_threads = 40
+    wsgi_threads = 8
     max_body_size = 16777216
     header_timeout = 60       # seconds
     allow_development_key = false
@@ -79,9 +79,10 @@ class BridgeOptions:
     """How the hybrid server behaves; the ``[bridge]`` table of the manifest."""
 
     side_header: bool = True
-    # a2wsgi's default of 10 threads caps I/O-bound legacy routes far below a
-    # gunicorn gthread deployment; 40 matches Starlette's own thread limiter.
-    wsgi_threads: int = 40
+    # As many threads as a common gunicorn gthread worker: more let CPU-bound
+    # views fight over the GIL (a p99 twice gunicorn's with 40); an I/O-bound
+    # app sets what it ran under gunicorn (guide 04 and 08).
+    wsgi_threads: int = 8
     max_body_size: int = 16 * 1024 * 1024
     # Seconds a client has to send a request's line and headers, as nginx's
     # client_header_timeout; then 408 and the connection closes.

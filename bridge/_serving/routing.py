@@ -9,7 +9,10 @@ Flask rule goes to FastAPI when FastAPI has a route for it, and to Flask
 otherwise, so that unknown URLs keep the legacy 404.
 
 Nothing here does I/O: the table is built once at start-up from the two apps'
-route lists and consulted per request.
+route lists and consulted per request. Binding a request costs tens of
+microseconds (Flask builds a request object and a URL adapter), so the table
+remembers its answers per method, scheme, host, path and root path, the whole
+of what Flask's binding and Starlette's matching read.
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ _FLASK_VARIABLE = re.compile(r"<(?:[^<>:]+:)?(?P<name>[^<>:]+)>")
 #: adapter's defaults. ``None``, or an :class:`~werkzeug.exceptions.HTTPException`
 #: (an untrusted host), means the legacy app answers the request itself.
 Binder = Callable[[Scope], MapAdapter | None]
+
+#: How many answers a :class:`RouteTable` remembers. Paths carry ids, so the
+#: memo is bounded: past this size the oldest answer is forgotten.
+MEMO_SIZE = 4096
+
+# What decides the side of a request: method, scheme, Host header(s), server
+# address (read when there is no Host header), path and root path.
+_MemoKey = tuple[str, str, tuple[bytes, ...], Any, str, str]
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,9 @@ class RouteTable:
 
     *bind* binds *url_map* to a request; without it the map is bound from the
     request's path, method, scheme and host alone, which is what a Flask app
-    with no ``SERVER_NAME``, subdomain matching or ``TRUSTED_HOSTS`` does.
+    with no ``SERVER_NAME``, subdomain matching or ``TRUSTED_HOSTS`` does. A
+    *bind* must decide from what the memo key holds (see :data:`MEMO_SIZE`):
+    Flask's own binding does.
     """
 
     def __init__(
@@ -112,12 +125,22 @@ class RouteTable:
         manifest: Manifest,
         *,
         bind: Binder | None = None,
+        memo_size: int = MEMO_SIZE,
     ) -> None:
         self.url_map = url_map
         self.bind: Binder = bind or functools.partial(bind_request, url_map)
         self.async_routes = list(async_routes)
-        self.manifest = manifest
-        self.routes = [
+        self.memo_size = memo_size
+        self._memo: dict[_MemoKey, RouteState] = {}
+        self.reload(manifest)
+
+    def reload(self, manifest: Manifest) -> None:
+        """Route by *manifest* from now on; the remembered answers are forgotten.
+
+        Checked first: a manifest that does not fit the apps raises
+        :class:`~bridge.ManifestError` and the table keeps routing by the old one.
+        """
+        routes = [
             FlaskRoute(
                 method=method,
                 rule=rule.rule,
@@ -125,28 +148,26 @@ class RouteTable:
                 state=manifest.state(method, rule.rule),
                 ported=_is_ported(self.async_routes, method, rule),
             )
-            for method, rule in flask_routes(url_map)
+            for method, rule in flask_routes(self.url_map)
         ]
-        self._states = {route.key: route.state for route in self.routes}
-        self._check(manifest)
-
-    def _check(self, manifest: Manifest) -> None:
-        known = {route.key: route for route in self.routes}
-        for key, state in manifest.routes.items():
-            if key not in known:
-                raise ManifestError(
-                    f"route {key} matches no rule of the Flask app{_closest(key, known)}",
-                    path=manifest.path,
-                )
-            if state is RouteState.ASYNC and not known[key].ported:
-                raise ManifestError(
-                    f"route {key} is async but the FastAPI app has no {key.method} route "
-                    f"for {key.rule}: port it first or set it to legacy",
-                    path=manifest.path,
-                )
+        _check(manifest, routes)
+        self.manifest, self.routes = manifest, routes
+        self._states = {route.key: route.state for route in routes}
+        self._memo = {}
 
     def side_for(self, scope: Scope) -> RouteState:
         """The side that answers this HTTP request."""
+        key = _memo_key(scope)
+        side = self._memo.get(key)
+        if side is None:
+            side = self._decide(scope)
+            memo = self._memo
+            if len(memo) >= self.memo_size:
+                del memo[next(iter(memo))]  # the oldest: dicts keep insertion order
+            memo[key] = side
+        return side
+
+    def _decide(self, scope: Scope) -> RouteState:
         rule = self.match_rule(scope)
         if rule is None:
             return RouteState.ASYNC if self._async_matches(scope) else RouteState.LEGACY
@@ -181,6 +202,35 @@ class RouteTable:
 
     def _async_matches(self, scope: Scope) -> bool:
         return any(route.matches(scope)[0] is Match.FULL for route in self.async_routes)
+
+
+def _check(manifest: Manifest, routes: list[FlaskRoute]) -> None:
+    known = {route.key: route for route in routes}
+    for key, state in manifest.routes.items():
+        if key not in known:
+            raise ManifestError(
+                f"route {key} matches no rule of the Flask app{_closest(key, known)}",
+                path=manifest.path,
+            )
+        if state is RouteState.ASYNC and not known[key].ported:
+            raise ManifestError(
+                f"route {key} is async but the FastAPI app has no {key.method} route "
+                f"for {key.rule}: port it first or set it to legacy",
+                path=manifest.path,
+            )
+
+
+def _memo_key(scope: Scope) -> _MemoKey:
+    hosts = tuple(value for name, value in scope.get("headers", ()) if name == b"host")
+    server = scope.get("server")
+    return (
+        scope["method"],
+        scope.get("scheme", "http"),
+        hosts,
+        None if hosts or server is None else tuple(server),  # a list is allowed too
+        scope["path"],
+        scope.get("root_path", ""),
+    )
 
 
 def _is_ported(routes: list[BaseRoute], method: str, rule: Rule) -> bool:

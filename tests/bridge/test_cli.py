@@ -680,3 +680,24 @@ def test_forwarded_allow_ips_from_the_environment_alone_is_no_error(
     assert result.exit_code == 0, result.output
     assert handed.config is not None
     assert handed.config.proxy_headers is False
+
+
+@pytest.mark.parametrize(
+    ("args", "access_log"), [((), False), (("--access-log",), True), (("--no-access-log",), False)]
+)
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_serve_logs_no_request_unless_asked_and_workers_import_the_public_factory(
+    project: Project, handed: Handed, args: tuple[str, ...], access_log: bool, workers: str
+) -> None:
+    result = invoke("serve", "--port", "0", "--workers", workers, *args)
+
+    assert result.exit_code == 0, result.output
+    if workers == "1":
+        assert handed.config is not None
+        assert handed.config.access_log is access_log
+        assert type(handed.config.app).__name__ == "HybridApp"
+    else:
+        assert handed.run is not None
+        assert handed.run["access_log"] is access_log
+        run = handed.run
+        assert (run["app"], run["factory"], run["workers"]) == ("bridge:hybrid_from_env", True, 3)

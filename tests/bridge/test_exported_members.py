@@ -25,6 +25,7 @@ EXPORTED = {
     "ConfigurationError",
     "DatabaseSettings",
     "DatabaseURLError",
+    "DbConnection",
     "DbSession",
     "Delete",
     "FlaskJSONResponse",
@@ -45,6 +46,7 @@ EXPORTED = {
     "Rules",
     "Snapshot",
     "build_hybrid",
+    "hybrid_from_env",
     "compare_responses",
     "execute",
     "flask_redirect",
@@ -65,7 +67,7 @@ EXPORTED = {
 }
 
 # Type aliases have no __module__ of their own.
-ALIASES = {"DbSession", "Operation"}
+ALIASES = {"DbConnection", "DbSession", "Operation"}
 
 
 def test_exported_members() -> None:

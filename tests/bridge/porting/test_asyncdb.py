@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,15 +11,15 @@ import anyio
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException, Request
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, insert, select, text
 from werkzeug.exceptions import ServiceUnavailable
 
 from bridge import AsyncDatabaseError, BridgeError
-from bridge._porting.asyncdb import AsyncDatabase, DbSession, request_session
+from bridge._porting.asyncdb import AsyncDatabase, DbConnection, DbSession, request_session
 from bridge._porting.database import DatabaseSettings
 from bridge._porting.error_envelope import install_error_envelope
 from tests.bridge.apps import Item, error_body, insert_items
-from tests.conftest import checked_out
+from tests.conftest import ON_POSTGRES, checked_out
 
 pytestmark = pytest.mark.anyio
 
@@ -49,6 +50,25 @@ def ported_app(db: AsyncDatabase, *, install: bool = True) -> FastAPI:
     @app.get("/items")
     async def names(session: DbSession) -> list[str]:
         return list((await session.scalars(select(Item.name).order_by(Item.name))).all())
+
+    @app.post("/core/items", status_code=201)
+    async def create_core(names: list[str], connection: DbConnection) -> dict[str, Any]:
+        await connection.execute(insert(Item), [{"name": name} for name in names])
+        return {"created": names}
+
+    @app.post("/core/items/then-bug")
+    async def then_bug_core(names: list[str], connection: DbConnection) -> None:
+        await connection.execute(insert(Item), [{"name": name} for name in names])
+        raise RuntimeError("a bug after the write")
+
+    @app.get("/core/items")
+    async def names_core(connection: DbConnection) -> list[str]:
+        return list((await connection.scalars(select(Item.name).order_by(Item.name))).all())
+
+    @app.get("/backend")
+    async def backend(session: DbSession) -> int:
+        await session.execute(text("SELECT pg_sleep(0.2)"))  # hold the connection a while
+        return int(await session.scalar(text("SELECT pg_backend_pid()")) or 0)
 
     return app
 
@@ -225,3 +245,109 @@ async def test_start_reads_the_environment_when_given_no_settings(
         assert db.engine.pool.size() == 2  # type: ignore[attr-defined]
     finally:
         await db.stop()
+
+
+async def test_connection_commits_before_the_response_and_rolls_back_on_error(
+    database_settings: DatabaseSettings, tables: Engine
+) -> None:
+    db = AsyncDatabase(database_settings)
+    async with serving(ported_app(db)) as client:
+        created = await client.post("/core/items", json=["a", "b"])
+        after_create = stored(tables)
+        failed = await client.post("/core/items/then-bug", json=["c"])
+        listed = await client.get("/core/items")
+        assert checked_out(db.engine.sync_engine) == 0
+
+    assert created.status_code == 201
+    assert after_create == ["a", "b"]
+    assert failed.status_code == 500
+    assert listed.json() == ["a", "b"]
+
+
+async def test_connection_on_an_exhausted_pool_answers_503(
+    database_settings: DatabaseSettings, tables: Engine
+) -> None:
+    db = AsyncDatabase(database_settings, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    async with serving(ported_app(db)) as client:
+        async with db.engine.connect() as held:
+            await held.execute(select(func.count()).select_from(Item))
+            with anyio.fail_after(10):
+                response = await client.get("/core/items")
+        served_again = await client.get("/core/items")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert served_again.status_code == 200
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="needs TEST_DATABASE_URL on PostgreSQL to end backends")
+async def test_pooled_connections_the_server_ended_cost_one_failed_request_at_most(
+    database_settings: DatabaseSettings, tables: Engine
+) -> None:
+    # Without pre-ping (the default), the first request on a dead connection
+    # fails, and SQLAlchemy then replaces every connection opened before it.
+    assert database_settings.pool_pre_ping is False
+    db = AsyncDatabase(database_settings, pool_size=2, max_overflow=0)
+    async with serving(ported_app(db)) as client:
+        first = await asyncio_gather(client.get("/backend"), client.get("/backend"))
+        pids = {response.json() for response in first}
+        assert len(pids) == 2  # both pooled connections are open
+
+        end_backends(tables, pids)
+        statuses = [(await client.get("/core/items")).status_code for _ in range(4)]
+        assert checked_out(db.engine.sync_engine) == 0
+
+    assert statuses.count(500) <= 1
+    assert statuses[1:] == [200, 200, 200]
+
+
+async def asyncio_gather(*calls: Any) -> list[Any]:
+    results: list[Any] = []
+    async with anyio.create_task_group() as tasks:
+        for call in calls:
+
+            async def run(call: Any = call) -> None:
+                results.append(await call)
+
+            tasks.start_soon(run)
+    return results
+
+
+def end_backends(engine: Engine, pids: set[int]) -> None:
+    """Terminate the server processes *pids*, as a restart does, and wait until they are gone."""
+    with engine.connect() as connection:
+        for pid in pids:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        connection.commit()
+        for _ in range(500):  # the backends exit asynchronously
+            alive = connection.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:pids)"),
+                {"pids": list(pids)},
+            )
+            connection.commit()  # pg_stat_activity is read once per transaction
+            if not alive:
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"the backends {sorted(pids)} did not exit")
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="needs TEST_DATABASE_URL on PostgreSQL")
+async def test_a_pooled_connection_its_driver_knows_closed_is_replaced_unseen(
+    database_settings: DatabaseSettings, tables: Engine
+) -> None:
+    db = AsyncDatabase(database_settings, pool_size=1, max_overflow=0)
+    async with serving(ported_app(db)) as client:
+        async with db.engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+        await close_driver_connection(driver)  # as the driver sees a server that left
+
+        response = await client.get("/core/items")
+
+    assert response.status_code == 200
+
+
+async def close_driver_connection(driver: Any) -> None:
+    if hasattr(driver, "terminate"):  # asyncpg
+        driver.terminate()
+    else:
+        await driver.close()

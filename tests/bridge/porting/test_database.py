@@ -136,9 +136,9 @@ def test_from_env_reads_the_url_and_every_pool_option() -> None:
             "DATABASE_URL": "postgresql://db/shop",
             "DATABASE_ASYNC_DRIVER": "psycopg",
             "DATABASE_POOL_SIZE": "3",
-            "DATABASE_MAX_OVERFLOW": "0",
+            "DATABASE_MAX_OVERFLOW": "4",
             "DATABASE_POOL_RECYCLE": "60",
-            "DATABASE_POOL_PRE_PING": "off",
+            "DATABASE_POOL_PRE_PING": "on",
             "DATABASE_POOL_TIMEOUT": "2.5",
             "UNRELATED": "x",
         }
@@ -148,9 +148,9 @@ def test_from_env_reads_the_url_and_every_pool_option() -> None:
         url="postgresql://db/shop",
         async_driver="psycopg",
         pool_size=3,
-        max_overflow=0,
+        max_overflow=4,
         pool_recycle=60,
-        pool_pre_ping=False,
+        pool_pre_ping=True,
         pool_timeout=2.5,
     )
 
@@ -251,9 +251,9 @@ def test_flask_config_for_postgresql() -> None:
         "SQLALCHEMY_DATABASE_URI": "postgresql+psycopg://app@db/shop",
         "SQLALCHEMY_ENGINE_OPTIONS": {
             "pool_size": 2,
-            "max_overflow": 10,
+            "max_overflow": 0,
             "pool_recycle": 1800,
-            "pool_pre_ping": True,
+            "pool_pre_ping": False,
             "pool_timeout": 3.0,
         },
     }

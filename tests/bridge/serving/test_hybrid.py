@@ -1,7 +1,14 @@
 from __future__ import annotations
 
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,7 +24,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from bridge._porting.database import DatabaseSettings
 from bridge._serving.hybrid import HybridApp
 from bridge._serving.manifest import parse_manifest
-from tests.bridge.apps import SentMessages, http_scope
+from tests.bridge.apps import SentMessages, http_scope, stop
 
 pytestmark = pytest.mark.anyio
 
@@ -469,3 +476,113 @@ async def test_ordinary_rules_route_the_same_on_any_host(base_url: str) -> None:
     assert new.headers["x-bridge-side"] == "async"
     assert rolled_back.status_code == 405
     assert rolled_back.headers["x-bridge-side"] == "legacy"
+
+
+async def test_one_hybrid_decides_a_subdomain_rule_per_host_request_after_request() -> None:
+    flask_app = subdomain_app("example.com")
+    hybrid = HybridApp(flask_app, fastapi_serving("/y"), parse_manifest(SUBDOMAIN_RULE))
+
+    sides = []
+    async with client(hybrid) as http:
+        for host in ["api.example.com", "example.com", "api.example.com", "example.com"]:
+            response = await http.get("/y", headers={"Host": host})
+            sides.append(response.headers["x-bridge-side"])
+
+    assert sides == ["legacy", "async", "legacy", "async"]
+    hybrid.legacy.shutdown()
+
+
+# Several processes: `serve --workers N`, and gunicorn with uvicorn workers
+# importing the public factory. Both serve the demo from its own manifest.
+
+ROOT = Path(__file__).resolve().parents[3]
+DEMO_MANIFEST = ROOT / "migration.toml"
+
+
+@pytest.fixture(scope="module")
+def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The demo on a SQLite file of its own, created and seeded once, as a deploy
+    step would, so that no two workers seed it at once."""
+    tmp_path = tmp_path_factory.mktemp("demo")
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/demo.sqlite3",
+        "FLASK2FASTAPI_MANIFEST": str(DEMO_MANIFEST),
+    }
+    env.pop("DATABASE_ASYNC_DRIVER", None)
+    listed = subprocess.run(
+        [sys.executable, "-m", "bridge", "routes", "--json", "--manifest", str(DEMO_MANIFEST)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def sides_served(command: list[str], port: int, env: dict[str, str], cwd: Path) -> list[str]:
+    """Start the server, wait for it, and the side of each of a few demo requests."""
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + "/api/health", process)
+        sides = []
+        with httpx.Client(base_url=base, timeout=30) as http:
+            for path in ["/api/products", "/api/health", "/api/products/export.csv"]:
+                response = http.get(path)
+                assert response.status_code == 200, (path, response.text)
+                sides.append(response.headers["x-bridge-side"])
+        return sides
+    finally:
+        stderr = stop(process)
+        assert "Traceback" not in stderr, stderr
+
+
+def wait_for(url: str, process: subprocess.Popen[str]) -> None:
+    for _ in range(600):  # bounded: 60 s at most
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the server did not answer {url} in time")
+
+
+def test_serve_with_two_workers_serves_both_sides(tmp_path: Path, demo_env: dict[str, str]) -> None:
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "bridge", "serve", "--workers", "2"),
+        *("--manifest", str(DEMO_MANIFEST), "--log-level", "warning", "--port", str(port)),
+    ]
+
+    sides = sides_served(command, port, demo_env, tmp_path)
+
+    assert sides == ["async", "legacy", "legacy"]
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gunicorn") is None
+    or importlib.util.find_spec("uvicorn_worker") is None,
+    reason="needs gunicorn and uvicorn-worker: pip install -e '.[test]'",
+)
+def test_gunicorn_with_uvicorn_workers_serves_the_demo_through_the_public_factory(
+    tmp_path: Path, demo_env: dict[str, str]
+) -> None:
+    port = free_port()
+    command = [
+        *(sys.executable, "-m", "gunicorn", "-k", "uvicorn_worker.UvicornWorker", "-w", "2"),
+        *("-b", f"127.0.0.1:{port}", "--log-level", "warning", "bridge:hybrid_from_env()"),
+    ]
+
+    sides = sides_served(command, port, demo_env, tmp_path)
+
+    assert sides == ["async", "legacy", "legacy"]

@@ -103,7 +103,7 @@ def test_empty_manifest_has_the_documented_defaults() -> None:
     assert manifest.fastapi_app is None
     assert manifest.routes == {}
     assert manifest.options.side_header is True
-    assert manifest.options.wsgi_threads == 40
+    assert manifest.options.wsgi_threads == 8
     assert manifest.options.max_body_size == 16 * 1024 * 1024
     assert manifest.options.header_timeout == 60.0
     assert manifest.options.allow_development_key is False

@@ -13,7 +13,7 @@ from werkzeug.routing import Map, MapAdapter, Rule
 from bridge._exceptions import ManifestError
 from bridge._serving.hybrid import HybridApp
 from bridge._serving.manifest import Manifest, RouteKey, RouteState, parse_manifest
-from bridge._serving.routing import RouteTable, async_serves, sample_path
+from bridge._serving.routing import RouteTable, async_serves, bind_request, sample_path
 from tests.bridge.apps import http_scope
 
 
@@ -412,3 +412,118 @@ def test_a_request_the_binder_refuses_stays_legacy(refusal: SecurityError | None
 
     assert routes.side_for(http_scope("GET", "/x")) is RouteState.LEGACY
     assert routes.side_for(http_scope("GET", "/y")) is RouteState.LEGACY  # FastAPI serves it
+
+
+def counting_binder(url_map: Map, bound: list[str]) -> Callable[[Scope], MapAdapter]:
+    def bind(scope: Scope) -> MapAdapter:
+        bound.append(scope["path"])
+        return bind_request(url_map, scope)
+
+    return bind
+
+
+def test_the_side_of_a_request_is_decided_once_and_remembered() -> None:
+    flask_app = legacy_app()
+    bound: list[str] = []
+    routes = RouteTable(
+        flask_app.url_map,
+        ported_app().routes,
+        parse_manifest(ALL_ASYNC),
+        bind=counting_binder(flask_app.url_map, bound),
+    )
+
+    sides = [routes.side_for(http_scope("GET", "/products")) for _ in range(3)]
+    posted = routes.side_for(http_scope("POST", "/products"))
+
+    assert sides == [RouteState.ASYNC] * 3
+    assert posted is RouteState.LEGACY
+    assert bound == ["/products", "/products"]  # once per method
+
+
+@pytest.mark.parametrize(
+    ("change", "value"),
+    [("scheme", "https"), ("headers", [(b"host", b"other.example")]), ("root_path", "/shop")],
+)
+def test_each_part_of_the_request_that_routing_reads_is_decided_apart(
+    change: str, value: object
+) -> None:
+    flask_app = legacy_app()
+    bound: list[str] = []
+    routes = RouteTable(
+        flask_app.url_map,
+        ported_app().routes,
+        parse_manifest(ALL_ASYNC),
+        bind=counting_binder(flask_app.url_map, bound),
+    )
+    scope = http_scope("GET", "/products")
+    other = {**scope, change: value}
+    if change == "root_path":
+        other["path"] = "/shop/products"
+
+    routes.side_for(scope)
+    routes.side_for(other)
+
+    assert len(bound) == 2
+
+
+def test_host_matching_is_decided_per_host_though_the_path_is_the_same() -> None:
+    manifest = parse_manifest('[routes]\n"GET /x" = "legacy"\n')
+    routes = RouteTable(host_app().url_map, served_everywhere().routes, manifest)
+
+    def side(host: bytes) -> RouteState:
+        return routes.side_for({**http_scope("GET", "/x"), "headers": [(b"host", host)]})
+
+    assert [side(b"example.com"), side(b"other.example"), side(b"example.com")] == [
+        RouteState.LEGACY,
+        RouteState.ASYNC,
+        RouteState.LEGACY,
+    ]
+
+
+def test_without_a_host_header_the_server_address_is_part_of_the_decision() -> None:
+    manifest = parse_manifest('[routes]\n"GET /x" = "legacy"\n')
+    routes = RouteTable(host_app().url_map, served_everywhere().routes, manifest)
+
+    def side(server: list[object]) -> RouteState:  # a list, as some servers give it
+        return routes.side_for({**http_scope("GET", "/x"), "headers": [], "server": server})
+
+    assert side(["example.com", 80]) is RouteState.LEGACY
+    assert side(["other.example", 80]) is RouteState.ASYNC
+
+
+def test_the_remembered_answers_are_bounded_and_the_oldest_go_first() -> None:
+    flask_app = legacy_app()
+    bound: list[str] = []
+    routes = RouteTable(
+        flask_app.url_map,
+        ported_app().routes,
+        parse_manifest(ALL_ASYNC),
+        bind=counting_binder(flask_app.url_map, bound),
+        memo_size=2,
+    )
+
+    for path in ["/products/1", "/products/2", "/products/3", "/products/3", "/products/1"]:
+        assert routes.side_for(http_scope("GET", path)) is RouteState.ASYNC
+
+    assert bound == ["/products/1", "/products/2", "/products/3", "/products/1"]
+
+
+def test_reloading_the_manifest_forgets_the_remembered_answers() -> None:
+    routes = RouteTable(legacy_app().url_map, ported_app().routes, parse_manifest(ALL_ASYNC))
+    before = routes.side_for(http_scope("GET", "/products"))
+
+    routes.reload(parse_manifest('[routes]\n"GET /products" = "legacy"\n'))
+
+    assert before is RouteState.ASYNC
+    assert routes.side_for(http_scope("GET", "/products")) is RouteState.LEGACY
+    assert routes.manifest.routes == {RouteKey("GET", "/products"): RouteState.LEGACY}
+
+
+def test_a_manifest_that_does_not_fit_is_refused_and_the_old_one_stays() -> None:
+    routes = RouteTable(legacy_app().url_map, ported_app().routes, parse_manifest(ALL_ASYNC))
+
+    with pytest.raises(ManifestError, match="GET /nowhere"):
+        routes.reload(parse_manifest('[routes]\n"GET /nowhere" = "async"\n'))
+
+    assert routes.side_for(http_scope("GET", "/products")) is RouteState.ASYNC
+    assert routes.manifest.routes[RouteKey("GET", "/products")] is RouteState.ASYNC

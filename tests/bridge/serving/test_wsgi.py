@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -9,7 +10,7 @@ import pytest
 from flask import Flask, Response, request, stream_with_context
 from starlette.types import Message
 
-from bridge._serving.wsgi import BodyTooLarge, LegacyWSGI, read_body
+from bridge._serving.wsgi import BodyTooLarge, LegacyWSGI, _Handoff, read_body
 from tests.bridge.apps import SentMessages, http_scope, receive_body
 
 pytestmark = pytest.mark.anyio
@@ -72,7 +73,8 @@ async def test_streaming_response_arrives_in_chunks_while_the_app_still_runs() -
 
     assert received.status == 200
     assert [chunk for chunk in received.body_chunks if chunk] == [b"first", b"second"]
-    assert received.messages[-1] == {"type": "http.response.body", "body": b""}
+    last = received.messages[-1]  # the response is complete
+    assert last["type"] == "http.response.body" and not last.get("more_body", False)
     legacy.shutdown()
 
 
@@ -117,8 +119,8 @@ async def test_form_body_without_content_length_reaches_flask() -> None:
 
 
 async def test_send_failing_mid_stream_closes_the_body_and_frees_the_thread() -> None:
-    body = Chunks(count=200)  # far more than the send queue holds
-    legacy = LegacyWSGI(streaming_app(body), threads=1)
+    body = Chunks(count=200)  # far more than a handoff of 16 bytes holds
+    legacy = LegacyWSGI(streaming_app(body), threads=1, buffer_size=16)
 
     class ClientGone(OSError):
         pass
@@ -325,3 +327,127 @@ async def test_read_body_is_none_when_the_client_leaves_mid_body() -> None:
 
     with anyio.fail_after(TIMEOUT):
         assert await read_body(receive, limit=100) is None
+
+
+class Paced:
+    """A streamed body that records how far it ran ahead of what the client received."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.count = count
+        self.chunk = b"x" * size
+        self.produced = 0
+        self.received = 0
+        self.most_ahead = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for _ in range(self.count):
+            self.most_ahead = max(self.most_ahead, self.produced - self.received)
+            self.produced += len(self.chunk)
+            yield self.chunk
+
+
+async def test_a_slow_client_holds_a_large_stream_back_instead_of_buffering_it() -> None:
+    body = Paced(count=256, size=1024)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return body
+
+    received = bytearray()
+
+    async def slow_send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            await anyio.sleep(0.005)  # a client on a slow link
+            received.extend(message["body"])
+            body.received = len(received)
+
+    legacy = LegacyWSGI(app, threads=1, buffer_size=4096)
+    with anyio.fail_after(TIMEOUT * 4):
+        await legacy(http_scope("GET", "/"), receive_body([]), slow_send)
+
+    assert bytes(received) == b"x" * (256 * 1024)
+    # What the loop is sending, plus what waits in the handoff, plus one chunk.
+    assert body.most_ahead <= 2 * 4096 + 1024
+    legacy.shutdown()
+
+
+async def test_a_response_with_no_body_still_sends_its_headers_and_ends() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response("204 No Content", [("X-Empty", "yes")])
+        return [b"", b""]
+
+    sent = SentMessages()
+    legacy = LegacyWSGI(app, threads=1)
+    with anyio.fail_after(TIMEOUT):
+        await legacy(http_scope(), receive_body([]), sent)
+
+    assert sent.messages == [
+        {"type": "http.response.start", "status": 204, "headers": [(b"x-empty", b"yes")]},
+        {"type": "http.response.body", "body": b"", "more_body": False},
+    ]
+    legacy.shutdown()
+
+
+async def test_an_app_failing_before_its_first_chunk_sends_no_headers() -> None:
+    # The headers wait for the first chunk (PEP 3333), so the server can still
+    # answer 500 instead of a 200 cut short.
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        raise LookupError("failed before the body")
+        yield b"never"
+
+    sent = SentMessages()
+    legacy = LegacyWSGI(app, threads=1)
+    with anyio.fail_after(TIMEOUT), pytest.raises(LookupError, match="failed before the body"):
+        await legacy(http_scope(), receive_body([]), sent)
+
+    assert sent.messages == []
+    legacy.shutdown()
+
+
+async def test_an_app_that_never_starts_a_response_is_an_error() -> None:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        return []
+
+    legacy = LegacyWSGI(app, threads=1)
+    with anyio.fail_after(TIMEOUT), pytest.raises(RuntimeError, match="start_response"):
+        await legacy(http_scope(), receive_body([]), SentMessages())
+    legacy.shutdown()
+
+
+async def test_a_request_cancelled_mid_stream_stops_the_app_and_frees_the_thread() -> None:
+    body = Chunks(count=100_000)
+    legacy = LegacyWSGI(streaming_app(body), threads=1, buffer_size=16)
+    first_body = anyio.Event()
+
+    async def stuck_send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            first_body.set()
+            await anyio.sleep_forever()
+
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(legacy, http_scope("GET", "/stream"), receive_body([]), stuck_send)
+            await first_body.wait()
+            tasks.cancel_scope.cancel()  # the server shutting down, say
+        assert body.closed.wait(TIMEOUT)
+        sent = SentMessages()
+        await legacy(http_scope("GET", "/next"), receive_body([]), sent)
+
+    assert body.sent < body.count
+    assert sent.body == b"served"
+    legacy.shutdown()
+
+
+async def test_what_the_app_produced_before_the_loop_looked_is_taken_in_one_batch() -> None:
+    handoff = _Handoff(asyncio.get_running_loop(), limit=1024)
+    handoff.start_response("200 OK", [("Content-Type", "text/plain")])
+    for chunk in (b"a", b"", b"b", b"c"):
+        handoff.write(chunk)
+    handoff.finish(None)
+
+    batch = await handoff.take()
+
+    assert batch.start is not None and batch.start["status"] == 200
+    assert batch.body == [b"a", b"b", b"c"]
+    assert batch.finished and batch.error is None
