@@ -90,11 +90,12 @@ class AsyncDatabase:
         session = self._sessions()
         try:
             yield session
+            await session.commit()
         except BaseException:
+            # Also when COMMIT itself fails: SQLite keeps the transaction (and
+            # its write lock) open after a deferred constraint refuses it.
             await session.rollback()
             raise
-        else:
-            await session.commit()
         finally:
             await session.close()
 
@@ -104,11 +105,10 @@ class AsyncDatabase:
         connection = await self.engine.connect()
         try:
             yield connection  # which begins its transaction when it first executes
-        except BaseException:
-            await connection.rollback()
-            raise
-        else:
             await connection.commit()
+        except BaseException:
+            await connection.rollback()  # a failed COMMIT too, as above
+            raise
         finally:
             await connection.close()
 

@@ -44,7 +44,7 @@ from tests.bridge.apps import (
 )
 from tests.conftest import checked_out
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.async_side]  # the FastAPI streams use async engines
 
 TIMEOUT = 10
 ROWS = 3000
@@ -235,8 +235,11 @@ async def test_a_client_gone_before_the_status_frees_the_flask_streams_connectio
         await wsgi(http_scope("GET", "/after-the-client-left.csv"), receive, sent)
     wsgi.shutdown()
 
-    assert sent.messages == []
-    assert legacy_checked_out(app, db) == 0  # the server closed the body it never sent
+    # The responder notices a gone client once the response streams, so at most
+    # the first batch went out; then it closed the body, and the connection is back.
+    bodies = [m for m in sent.messages if m["type"] == "http.response.body"]
+    assert len(bodies) <= 1
+    assert legacy_checked_out(app, db) == 0
 
 
 async def test_a_flask_stream_that_fails_midway_frees_its_connection(
