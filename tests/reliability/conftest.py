@@ -24,6 +24,7 @@ from tests.conftest import ASYNC_DRIVERS, ON_POSTGRES, TEST_DATABASE_URL
 
 # The demo's fixtures (tests/demo/conftest.py), for the fuzzing of its routes.
 from tests.demo.conftest import (  # noqa: F401 - fixtures, found by name
+    database_url,
     fastapi_app,
     legacy_app,
     manifest,
