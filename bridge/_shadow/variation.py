@@ -13,7 +13,8 @@ Kinds, loosest last:
 ``token``
     a string of legacy's length over legacy's alphabet (digits, lower- and
     upper-case letters, and each other character legacy uses; a token of
-    digits only may also use ``a-f``, as a hex token sometimes does).
+    digits only, or of the letters a-f only, may use any hex digit, as a hex
+    token sometimes happens to be).
 ``increasing``
     an integer no smaller than legacy's, as ids from a sequence are.
 ``type``
@@ -142,7 +143,11 @@ def _check_token(legacy: Any, port: Any) -> str | None:
     if len(port) != len(legacy):
         return f"varies as token: {len(port)} characters, legacy has {len(legacy)}"
     allowed = _classes(legacy)
+    # A hex token may happen to be all digits, or all letters a-f: either way
+    # the port's may use any hex digit of legacy's case.
     hex_digits = allowed <= {"digit"}
+    if legacy and all(c in _HEX for c in legacy):
+        allowed |= {"digit"}
     strays = sorted(
         {c for c in port if _classes(c).isdisjoint(allowed) and not (hex_digits and c in _HEX)}
     )

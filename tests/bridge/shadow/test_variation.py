@@ -47,6 +47,8 @@ def test_the_narrowest_kind_both_values_have(first: Any, again: Any, kind: str |
         ("instant", "2026-12-01T15:00:00", "2026-12-01T15:02:00", "outside the run, "),
         ("token", "a3f9b2c1", "0d9e4f11", None),
         ("token", "12345678", "0d9e4f11", None),  # a hex token that happened to be digits
+        ("token", "cdfacdcc", "c4a2ddd0", None),  # ... or letters a-f only
+        ("token", "cdfacdcg", "c4a2ddd0", "'024' not in legacy's alphabet"),  # not hex
         ("token", "a3f9b2c1", "A3F9B2C1", "'ABCF' not in legacy's alphabet"),
         ("token", "a3f9b2c1", "a3f9", "4 characters, legacy has 8"),
         ("increasing", 4, 4, None),
