@@ -527,6 +527,10 @@ class Malformed:
     request: bytes
     httptools: int | None = None
     h11: int | None = None
+    # h11 buffers at most 16 KiB of an unfinished request line: whether it
+    # answers its own 400 or hands the URL to the app (whose answer is a 400
+    # too) depends on how the bytes arrive. Either is a 400, never a 500.
+    h11_may_refuse: bool = False
 
 
 MALFORMED = {
@@ -548,6 +552,7 @@ MALFORMED = {
         b"GET /api/products?q=" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: shop\r\n"
         b"Connection: close\r\n\r\n",
         h11=400,
+        h11_may_refuse=True,
     ),
     "path-not-utf-8": Malformed(
         b"GET /api/products/sku/\xff\xfe HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"
@@ -582,7 +587,8 @@ def test_malformed_http_gets_the_servers_400_or_the_apps_answer_never_a_500(
     for name, case in MALFORMED.items():
         answer, expected = answers[name], getattr(case, http)
         assert answer.closed, name
-        if expected is None:
+        refused = http == "h11" and case.h11_may_refuse and answer.body == UVICORN_400
+        if expected is None or refused:
             assert (answer.status, answer.body) == (400, UVICORN_400), name
             assert answer.header("connection") == "close", name
         else:
