@@ -48,7 +48,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from bridge._shadow.compare import MISSING, Difference, show_value
+from bridge._shadow.difference import MISSING, Difference, show_value
 
 Row = dict[str, Any]  # column name -> value
 Key = tuple[Any, ...]  # a row's primary key; see DatabaseState for tables without one
@@ -136,7 +136,7 @@ def compare_changes(
     *ignore_columns* holds ``"table.column"`` names; ``*`` stands for any table
     or any column (``"*.updated_at"``). Each difference's ``legacy`` and ``port``
     are what that side left: a column's value, or the row (without its ignored
-    columns), or :data:`~bridge._shadow.compare.MISSING` where that side left no row.
+    columns), or :data:`~bridge._shadow.difference.MISSING` where that side left no row.
     """
     patterns = [pattern.rpartition(".")[::2] for pattern in ignore_columns]
     differences: list[Difference] = []

@@ -11,10 +11,10 @@ Kinds, loosest last:
     a date-time (ISO 8601 or HTTP date) inside the run's span, written in
     legacy's form (the same layout, precision and UTC offset).
 ``token``
-    a string of legacy's length over legacy's alphabet (digits, lower- and
-    upper-case letters, and each other character legacy uses; a token of
-    digits only, or of the letters a-f only, may use any hex digit, as a hex
-    token sometimes happens to be).
+    a string of legacy's length over legacy's alphabet: the narrowest usual
+    one (hex, letters, letters and digits of one case, base64url, base64)
+    that holds legacy's letters and digits, with each other character legacy
+    uses (see :func:`alphabet`).
 ``increasing``
     an integer no smaller than legacy's, as ids from a sequence are.
 ``type``
@@ -24,10 +24,13 @@ Kinds, loosest last:
 from __future__ import annotations
 
 import re
+import string
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from werkzeug.http import parse_date
+
+from bridge._shadow.difference import json_type
 
 KINDS = ("instant", "token", "increasing", "type")
 
@@ -43,7 +46,6 @@ OTHER_CLOCK = timedelta(minutes=1)
 _NAMES = re.compile(
     r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun|Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\b"
 )
-_HEX = frozenset("abcdefABCDEF")
 
 
 def instant(text: str) -> datetime | None:
@@ -78,7 +80,7 @@ def classify(first: Any, again: Any) -> str | None:
         return "token"
     if _is_int(first) and _is_int(again) and again > first:
         return "increasing"
-    return "type" if _json_type(first) == _json_type(again) else None
+    return "type" if json_type(first) == json_type(again) else None
 
 
 def check(
@@ -93,8 +95,8 @@ def check(
         if not _is_int(port) or not _is_int(legacy) or port < legacy:
             return f"varies as increasing: not an integer of {show_number(legacy)} or more"
         return None
-    if _json_type(legacy) != _json_type(port):
-        return f"varies as type: {_json_type(port)} where legacy has {_json_type(legacy)}"
+    if json_type(legacy) != json_type(port):
+        return f"varies as type: {json_type(port)} where legacy has {json_type(legacy)}"
     return None
 
 
@@ -131,10 +133,44 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _classes(text: str) -> set[str]:
-    return {"digit" if c.isascii() and c.isdigit() else
-            "lower" if c.isascii() and c.islower() else
-            "upper" if c.isascii() and c.isupper() else c for c in text}  # fmt: skip
+# The usual alphabets of tokens, narrowest first, as (name, what a token of it
+# may hold, which letters and digits put a token in it). One sample cannot tell
+# an alphabet apart from its chance subsets: a hex token may happen to be all
+# digits or all letters a-f, a base64url one may lack "-" and "_" (a 22-character
+# one does half the time), or digits. So a token is read as of the narrowest
+# alphabet whose letters and digits hold its own, and mixed case is base64url.
+_DIGITS = frozenset(string.digits)
+_LOWER_HEX = _DIGITS | frozenset("abcdef")
+_UPPER_HEX = _DIGITS | frozenset("ABCDEF")
+_LOWER = frozenset(string.ascii_lowercase)
+_UPPER = frozenset(string.ascii_uppercase)
+_ALNUM = _DIGITS | _LOWER | _UPPER
+_ALPHABETS: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = (
+    ("hex digits", _LOWER_HEX | _UPPER_HEX, _DIGITS),
+    ("lower-case hex", _LOWER_HEX, _LOWER_HEX),
+    ("upper-case hex", _UPPER_HEX, _UPPER_HEX),
+    ("lower-case letters", _LOWER, _LOWER),
+    ("upper-case letters", _UPPER, _UPPER),
+    ("lower-case letters and digits", _LOWER | _DIGITS, _LOWER | _DIGITS),
+    ("upper-case letters and digits", _UPPER | _DIGITS, _UPPER | _DIGITS),
+    ("base64url", _ALNUM | frozenset("-_"), _ALNUM),
+)
+_BASE64 = ("base64", _ALNUM | frozenset("+/="))
+
+
+def alphabet(token: str) -> tuple[str, frozenset[str]]:
+    """The name and characters of the alphabet *token* is drawn from, learned from
+    this one sample: the narrowest usual alphabet holding its ASCII letters and
+    digits, with every other character it has (``.`` of a JWT, ``-`` of a UUID)."""
+    others = frozenset(token) - _ALNUM
+    name, characters = next(
+        (name, characters)
+        for name, characters, holds in _ALPHABETS
+        if frozenset(token) & _ALNUM <= holds
+    )
+    if name == "base64url" and others & {"+", "/"}:  # base64 that lacks - and _
+        name, characters = _BASE64
+    return name, characters | others
 
 
 def _check_token(legacy: Any, port: Any) -> str | None:
@@ -142,29 +178,8 @@ def _check_token(legacy: Any, port: Any) -> str | None:
         return "varies as token: not a string"
     if len(port) != len(legacy):
         return f"varies as token: {len(port)} characters, legacy has {len(legacy)}"
-    allowed = _classes(legacy)
-    # A hex token may happen to be all digits, or all letters a-f: either way
-    # the port's may use any hex digit of legacy's case.
-    hex_digits = allowed <= {"digit"}
-    if legacy and all(c in _HEX for c in legacy):
-        allowed |= {"digit"}
-    strays = sorted(
-        {c for c in port if _classes(c).isdisjoint(allowed) and not (hex_digits and c in _HEX)}
-    )
+    name, characters = alphabet(legacy)
+    strays = sorted(set(port) - characters)
     if strays:
-        return f"varies as token: {''.join(strays)!r} not in legacy's alphabet"
+        return f"varies as token: {''.join(strays)!r} not in legacy's alphabet ({name})"
     return None
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    return "object" if isinstance(value, dict) else type(value).__name__
