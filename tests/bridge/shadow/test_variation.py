@@ -51,6 +51,23 @@ def test_the_narrowest_kind_both_values_have(first: Any, again: Any, kind: str |
         ("token", "cdfacdcg", "c4a2ddd0", "'024' not in legacy's alphabet"),  # not hex
         ("token", "a3f9b2c1", "A3F9B2C1", "'ABCF' not in legacy's alphabet"),
         ("token", "a3f9b2c1", "a3f9", "4 characters, legacy has 8"),
+        # base64url whose sample lacks "-" and "_": the port's may have them.
+        ("token", "Qm9yZ2VzIGFuZCBsaWJyYQ", "x-9_ZGVzIGFuZCBsaWJyYQ", None),
+        ("token", "Qm9yZ2VzIGFuZCBsaWJyYQ", "Qm9yZ2VzIGFuZCBsaWJyY+", "'+' not in legacy's"),
+        # base64 with "/" may have "+" and padding too.
+        ("token", "ab/Cd0Ef", "ab+Cd0E=", None),
+        # Lower-case letters and digits, as base36 tokens are: no upper case.
+        ("token", "k3xz9q0w", "abc0pp9z", None),
+        ("token", "k3xz9q0w", "abC0pp9z", "'C' not in legacy's alphabet (lower-case letters"),
+        # Other characters are taken as they are: a UUID's dashes, a JWT's dots.
+        ("token", "0d9e4f11-aa2b", "ffff0000-1234", None),
+        (
+            "token",
+            "0d9e4f11-aa2b",
+            "ffff0000_1234",
+            "'_' not in legacy's alphabet (lower-case hex)",
+        ),
+        ("token", "eyJh.eyJz.Sf-_", "aB3-.x_Yz.0000", None),
         ("increasing", 4, 4, None),
         ("increasing", 4, 9, None),
         ("increasing", 4, 3, "not an integer of 4 or more"),
