@@ -10,7 +10,9 @@ Keys: ``method`` and ``path`` (required); ``headers`` (an object of strings);
 a body as ``json`` (any JSON value) or ``body`` (a string); who is asking, as
 ``user`` (resolved by the manifest's ``[shadow] login`` rule), ``session`` (the
 Flask session to sign, such as ``{"user_id": 2}``) or ``cookie`` (a raw
-``Cookie`` header); and ``name``, shown in reports. Blank lines are skipped.
+``Cookie`` header); with ``user``, ``login`` (``"session"`` or ``"token"``)
+sends that one of the two credentials the rule configures, where the default
+sends each it configures; and ``name``, shown in reports. Blank lines are skipped.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from typing import Any
 from bridge._exceptions import CaseFileError
 from bridge._serving.manifest import HTTP_METHODS
 
-_KEYS = {"method", "path", "headers", "json", "body", "user", "session", "cookie", "name"}
+_KEYS = {"method", "path", "headers", "json", "body", "user", "login", "session", "cookie", "name"}
+LOGINS = ("session", "token")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Case:
     has_json: bool = False
     body: str | None = None
     user: str | None = None
+    login: str | None = None  # "session" or "token": the one credential the user sends
     session: Mapping[str, Any] | None = None
     cookie: str | None = None
     name: str | None = None
@@ -80,6 +84,11 @@ class Case:
         for key in ("body", "user", "cookie", "name"):
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise ValueError(f"{key} must be a string")
+        login = data.get("login")
+        if login is not None and login not in LOGINS:
+            raise ValueError(f'login must be "session" or "token", got {login!r}')
+        if login is not None and data.get("user") is None:
+            raise ValueError("login chooses how the case's user logs in: give user too")
         who = [key for key in ("user", "session", "cookie") if data.get(key) is not None]
         if len(who) > 1:
             raise ValueError(f"give one of user, session and cookie, not {' and '.join(who)}")
@@ -91,6 +100,7 @@ class Case:
             has_json="json" in data,
             body=data.get("body"),
             user=data.get("user"),
+            login=login,
             session=session,
             cookie=data.get("cookie"),
             name=data.get("name"),

@@ -395,8 +395,8 @@ class ShadowRunner:
             return case.cookie
         session = case.session
         if case.user is not None:
-            session_key = self._login().session_key
-            if session_key is None:  # the login is a bearer token alone
+            session_key = self._login(case).session_key
+            if session_key is None or case.login == "token":
                 return None
             session = {session_key: self._user_id(case)}
         if session is None:
@@ -406,14 +406,14 @@ class ShadowRunner:
     def _token(self, case: Case) -> str | None:
         """The bearer token of the case's user, minted once: every request of a
         run sends the same, as one client would."""
-        if case.user is None or self._login().token is None:
+        if case.user is None or case.login == "session" or self._login(case).token is None:
             return None
         if case.user not in self._tokens:
             self._tokens[case.user] = self._mint(case, self._user_id(case))
         return self._tokens[case.user]
 
     def _mint(self, case: Case, user_id: Any) -> str:
-        login = self._login()
+        login = self._login(case)
         assert login.token is not None
         mint = import_object(login.token, self.manifest.path)
         with self.flask_app.app_context():  # JWT helpers read the app's config
@@ -425,19 +425,31 @@ class ShadowRunner:
             )
         return token
 
-    def _login(self) -> LoginRule:
-        if self.login is None:
+    def _login(self, case: Case) -> LoginRule:
+        """The manifest's login rule, which must configure the login the case chooses."""
+        login = self.login
+        if login is None:
             raise ConfigurationError(
                 "a case names a user but the manifest has no [shadow] login rule: add login = "
                 '{ session_key = "user_id", query = "SELECT id FROM users WHERE email = :user" }'
             )
-        return self.login
+        if case.login == "token" and login.token is None:
+            raise ConfigurationError(
+                f'{case.label}: the case logs in with "token" but [shadow] login has no '
+                'token: add token = "package.module:mint_token" to it, or drop the case\'s login'
+            )
+        if case.login == "session" and login.session_key is None:
+            raise ConfigurationError(
+                f'{case.label}: the case logs in with "session" but [shadow] login has no '
+                'session_key: add session_key = "user_id" to it, or drop the case\'s login'
+            )
+        return login
 
     def _user_id(self, case: Case) -> Any:
         assert case.user is not None
+        login = self._login(case)
         if case.user in self._user_ids:
             return self._user_ids[case.user]
-        login = self._login()
         if self.database is None:
             raise ConfigurationError(
                 f"{case.label}: users are looked up in the database, and this run has none: "

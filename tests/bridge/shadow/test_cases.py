@@ -25,6 +25,7 @@ def test_a_case_keeps_every_field(tmp_path: Path) -> None:
         "headers": {"X-Trace": "1"},
         "json": {"items": [{"product_id": 1, "quantity": 2}]},
         "user": "alice@example.com",
+        "login": "token",
     }
     [case] = load_cases(write(tmp_path, json.dumps(line)))
     assert case == Case(
@@ -34,6 +35,7 @@ def test_a_case_keeps_every_field(tmp_path: Path) -> None:
         json={"items": [{"product_id": 1, "quantity": 2}]},
         has_json=True,
         user="alice@example.com",
+        login="token",
         name="places an order",
         source="cases.jsonl:1",
     )
@@ -73,6 +75,11 @@ def test_blank_lines_are_skipped_and_lines_keep_their_numbers(tmp_path: Path) ->
             "give one of user, session and cookie",
         ),
         ('{"method": "GET", "path": "/", "session": "x"}', "session must be an object"),
+        (
+            '{"method": "GET", "path": "/", "user": "a", "login": "jwt"}',
+            'login must be "session" or "token", got \'jwt\'',
+        ),
+        ('{"method": "GET", "path": "/", "login": "token"}', "login chooses how the case's user"),
     ],
 )
 def test_a_bad_line_is_named_with_its_number(tmp_path: Path, line: str, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -382,3 +383,50 @@ def test_a_token_login_is_read_from_the_manifest() -> None:
     with pytest.raises(ManifestError) as caught:
         parse_manifest('[shadow]\nlogin = { query = "SELECT 1" }\n')
     assert 'or give token = "package.module:mint_token"' in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("choice", "sent"),
+    [(None, {"cookie", "authorization"}), ("session", {"cookie"}), ("token", {"authorization"})],
+)
+async def test_a_case_chooses_session_or_token_when_the_login_has_both(
+    make_runner: Callable[..., Any], choice: str | None, sent: set[str]
+) -> None:
+    both = dataclasses.replace(LOGIN, token="tests.bridge.shadow_apps:mint_token")
+    case = Case.from_mapping(
+        {"method": "GET", "path": "/whoami", "user": "ann@example.com", "login": choice}
+    )
+    by_token = dataclasses.replace(case, path="/token-whoami")
+    async with make_runner(login=both) as runner:
+        assert {"cookie", "authorization"} & set(runner.request(case).headers) == sent
+        # Each app sees the user through the credential it reads, if the case sends it.
+        session_user = (await runner.legacy(runner.request(case))).body
+        token_user = (await runner.legacy(runner.request(by_token))).body
+        results = [await runner.run(case), await runner.run(by_token)]
+    assert (b'"user_id":7' in session_user) == ("cookie" in sent)
+    assert (b'"user_id":7' in token_user) == ("authorization" in sent)
+    assert [result.outcome for result in results] == [Outcome.SAME, Outcome.SAME]
+
+
+@pytest.mark.parametrize(
+    ("login", "choice", "missing"),
+    [
+        (LoginRule(query=LOGIN.query, session_key="user_id"), "token", "no token: add token ="),
+        (
+            LoginRule(query=LOGIN.query, token="tests.bridge.shadow_apps:mint_token"),
+            "session",
+            'no session_key: add session_key = "user_id"',
+        ),
+    ],
+)
+async def test_a_login_the_manifest_does_not_configure_stops_the_run(
+    make_runner: Callable[..., Any], login: LoginRule, choice: str, missing: str
+) -> None:
+    case = Case.from_mapping(
+        {"method": "GET", "path": "/whoami", "user": "ann@example.com", "login": choice}
+    )
+    async with make_runner(login=login) as runner:
+        with pytest.raises(ConfigurationError) as caught:
+            runner.prepare([case])
+    assert f'the case logs in with "{choice}" but [shadow] login has {missing}' in str(caught.value)
+    assert "or drop the case's login" in str(caught.value)
