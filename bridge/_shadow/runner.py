@@ -62,6 +62,7 @@ from bridge._shadow.compare import (
     generalize,
 )
 from bridge._shadow.recorder import ChangeRecorder
+from bridge._shadow.redact import REDACTED
 from bridge._shadow.variation import KINDS, Window, classify
 
 BASE_URL = "http://localhost"
@@ -377,8 +378,9 @@ class ShadowRunner:
         return self.port_routes.side_for(scope) is RouteState.ASYNC
 
     def request(self, case: Case) -> httpx.Request:
-        """The httpx request for a case, with its login as a signed Flask session cookie."""
-        headers = dict(case.headers)
+        """The httpx request for a case, with its login as a signed Flask session cookie
+        and/or a bearer token. A header redacted when the case was recorded is left out."""
+        headers = {name: value for name, value in case.headers.items() if value != REDACTED}
         cookie = self._cookie(case)
         if cookie:
             headers["Cookie"] = cookie
