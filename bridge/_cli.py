@@ -7,6 +7,7 @@ runs, so ``--help`` and a missing manifest answer without loading them.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
@@ -29,6 +30,7 @@ from bridge._shadow.cases import load_cases
 if TYPE_CHECKING:
     from bridge._serving.hybrid import HybridApp
     from bridge._serving.routing import RouteTable
+    from bridge._shadow.traffic import RecordOptions
 
 DEFAULT_MANIFEST = "migration.toml"
 EXIT_CONFIG_ERROR = 2
@@ -119,6 +121,29 @@ def main() -> None:
     show_default=True,
     help="Log a line per request, as uvicorn does; off as under gunicorn (it costs ~20 us each).",
 )
+# Recording live traffic as shadow cases (bridge/_shadow/traffic.py).
+@click.option(
+    "--record",
+    "record_path",
+    type=click.Path(dir_okay=False),
+    help="Append a sample of requests to this file as shadow cases, secrets redacted.",
+)
+@click.option(
+    "--record-rate",
+    type=float,
+    metavar="SHARE",
+    help="The share of requests --record picks, above 0 and at most 1; default 0.01.",
+)
+@click.option(
+    "--record-max",
+    metavar="N|SIZE",
+    help="Stop recording at N cases or at a file size such as 50MB; default 10000 cases, 100MiB.",
+)
+@click.option(
+    "--record-methods",
+    metavar="METHODS",
+    help="Comma-separated methods --record picks; default GET,HEAD (safe methods only).",
+)
 def serve(
     host: str,
     port: int,
@@ -131,6 +156,10 @@ def serve(
     header_timeout: float | None,
     timeout_keep_alive: int,
     access_log: bool,
+    record_path: str | None,
+    record_rate: float | None,
+    record_max: str | None,
+    record_methods: str | None,
 ) -> None:
     """Run the hybrid server with uvicorn."""
     from bridge._serving.hybrid import MANIFEST_ENV, build_hybrid
@@ -140,6 +169,7 @@ def serve(
         if database_url:
             os.environ["DATABASE_URL"] = database_url
         _check_proxy_options(proxy_headers, forwarded_allow_ips)
+        record = _record_options(record_path, record_rate, record_max, record_methods)
         manifest = load_manifest(_manifest_path(manifest_path))
         _check_ports(manifest)
         # Built here even with several workers: a bad manifest or app fails
@@ -152,6 +182,9 @@ def serve(
         finally:
             if workers > 1:
                 app.close()  # the workers build their own: the parent keeps no connection
+        served: Any = app
+        if record is not None:
+            served = _recording(app, record, manifest, workers)
     # Workers are new processes: what they read, they read from the environment.
     os.environ[MANIFEST_ENV] = str(manifest.path)
     os.environ[HEADER_TIMEOUT_ENV] = str(
@@ -169,11 +202,14 @@ def serve(
         "access_log": access_log,
     }
     if workers == 1:
-        _run_one(app, options)
+        _run_one(served, options)
     else:  # each worker imports the app again, through the public factory
         import uvicorn
 
-        uvicorn.run("bridge:hybrid_from_env", factory=True, workers=workers, **options)
+        factory = "bridge:hybrid_from_env"
+        if record is not None:
+            factory = "bridge._shadow.traffic:recording_hybrid_from_env"
+        uvicorn.run(factory, factory=True, workers=workers, **options)
 
 
 @main.command()
@@ -276,7 +312,7 @@ def route_table(manifest: Manifest) -> RouteTable:
     return hybrid.routes
 
 
-def _run_one(app: HybridApp, options: dict[str, Any]) -> None:
+def _run_one(app: Any, options: dict[str, Any]) -> None:
     """Serve in this process as ``uvicorn.run`` does, except that a stop by SIGTERM exits 0.
 
     uvicorn shuts down gracefully on SIGTERM, then raises the signal again with
@@ -298,6 +334,49 @@ def _run_one(app: HybridApp, options: dict[str, Any]) -> None:
         server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
+
+
+# Recording live traffic as shadow cases.
+
+
+def _record_options(
+    path: str | None, rate: float | None, most: str | None, methods: str | None
+) -> RecordOptions | None:
+    """``serve``'s recording options, or ``None`` without ``--record``."""
+    from bridge._serving.manifest import HTTP_METHODS
+    from bridge._shadow.traffic import RecordOptions
+
+    flags = {"--record-rate": rate, "--record-max": most, "--record-methods": methods}
+    if path is None:
+        given = [name for name, value in flags.items() if value is not None]
+        if given:
+            raise ConfigurationError(f"{given[0]} does nothing without --record: add --record FILE")
+        return None
+    options = RecordOptions(Path(path))
+    if rate is not None:
+        options = dataclasses.replace(options, rate=rate)  # checked as it is built
+    if most is not None:
+        options = options.with_max(most)
+    if methods is not None:
+        chosen = frozenset(m.strip().upper() for m in methods.split(",") if m.strip())
+        if not chosen or not chosen <= HTTP_METHODS:
+            raise ConfigurationError(
+                f"--record-methods takes methods such as GET,HEAD, got {methods!r}"
+            )
+        options = dataclasses.replace(options, methods=chosen)
+    return options
+
+
+def _recording(app: HybridApp, record: RecordOptions, manifest: Manifest, workers: int) -> Any:
+    """The app to serve in this process, recording; with several workers, each
+    builds its own from the environment, and this checks the file can be written."""
+    from bridge._shadow.traffic import RECORD_ENV, CaseWriter, recording
+
+    if workers == 1:
+        return recording(app, record, manifest.redactor)
+    os.environ[RECORD_ENV] = record.to_env()
+    CaseWriter(record, lambda capture: None).close()  # a file that cannot be written fails here
+    return app
 
 
 def _check_proxy_options(proxy_headers: bool, forwarded_allow_ips: str | None) -> None:
