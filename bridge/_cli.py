@@ -254,6 +254,13 @@ def routes(manifest_path: str | None, as_json: bool) -> None:
     type=click.Path(dir_okay=False, writable=True),
     help="Also write the results as JSON to this file.",
 )
+@click.option(
+    "--export-failures",
+    "export_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Keep each case that differs as a pytest test in this test_*.py module "
+    "(its cases go to the .jsonl beside it).",
+)
 def shadow(
     cases_path: str,
     manifest_path: str | None,
@@ -263,15 +270,18 @@ def shadow(
     no_db: bool,
     aa: bool,
     json_path: str | None,
+    export_path: str | None,
 ) -> None:
     """Send every case in CASES to the legacy route and to its port, and compare.
 
     CASES is a JSON Lines file of requests. Prints a table per route and the
     first difference of each route that differs; exits 1 if any case differs.
     """
+    from bridge._shadow.regressions import check_export_path
     from bridge._shadow.report import run_shadow
 
     with _config_errors():
+        export = None if export_path is None else check_export_path(export_path)
         if (legacy_url is None) != (async_url is None):
             raise ConfigurationError("give both --legacy-url and --async-url, or neither")
         if database_url:
@@ -286,6 +296,7 @@ def shadow(
             record_rows=not no_db,
             aa=aa,
             json_path=json_path,
+            export_path=export,
         )
     sys.exit(1 if failed else 0)
 

@@ -53,6 +53,24 @@ class Case:
         where = f"{self.source} " if self.source else ""
         return f"{where}{self.name or f'{self.method} {self.path}'}"
 
+    def to_mapping(self) -> dict[str, Any]:
+        """The case as a line of a cases file holds it: :meth:`from_mapping` reads it back."""
+        data: dict[str, Any] = {"method": self.method, "path": self.path}
+        if self.headers:
+            data["headers"] = dict(self.headers)
+        if self.has_json:
+            data["json"] = self.json
+        optional = {
+            "body": self.body,
+            "user": self.user,
+            "login": self.login,
+            "session": None if self.session is None else dict(self.session),
+            "cookie": self.cookie,
+            "name": self.name,
+        }
+        data.update((key, value) for key, value in optional.items() if value is not None)
+        return data
+
     @classmethod
     def from_mapping(cls, data: Any, *, source: str | None = None) -> Case:
         """Build a case from a decoded JSON object; raise ``ValueError`` naming the bad key."""

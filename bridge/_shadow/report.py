@@ -18,6 +18,7 @@ from bridge._serving.loading import load_fastapi_app, load_flask_app
 from bridge._serving.manifest import Manifest
 from bridge._shadow.cases import Case
 from bridge._shadow.recorder import ChangeRecorder
+from bridge._shadow.regressions import export_failures
 from bridge._shadow.runner import (
     CaseResult,
     Outcome,
@@ -39,8 +40,12 @@ def run_shadow(
     record_rows: bool,
     aa: bool,
     json_path: str | None,
+    export_path: Path | None = None,
 ) -> bool:
-    """Run every case, print the report; return whether any case differs."""
+    """Run every case, print the report; return whether any case differs.
+
+    With *export_path*, the cases that differ are kept as pytest tests there
+    (see :mod:`bridge._shadow.regressions`)."""
     results = anyio.run(_run, cases, manifest, legacy_url, async_url, record_rows, aa)
     summaries = summarize(results)
     click.echo(summary_table(summaries))
@@ -57,7 +62,21 @@ def run_shadow(
         Path(json_path).write_text(
             json.dumps(to_json(results, summaries, manifest), indent=2) + "\n"
         )
+    if export_path is not None:
+        _export(results, export_path, manifest)
     return any(result.outcome is Outcome.DIFFERENT for result in results)
+
+
+def _export(results: Sequence[CaseResult], module: Path, manifest: Manifest) -> None:
+    assert manifest.path is not None  # the CLI loads it from a file
+    differing = [r.case for r in results if r.outcome is Outcome.DIFFERENT]
+    added = export_failures(differing, module, manifest.path)
+    if differing:
+        click.echo(
+            f"\nKept {added} new of the {len(differing)} differing cases in "
+            f"{module.with_suffix('.jsonl')}: pytest {module} fails until the port answers "
+            "as legacy does"
+        )
 
 
 async def _run(
