@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -40,10 +41,13 @@ from bridge._serving.manifest import Manifest, RouteState, load_manifest
 from bridge._shadow.cases import Case, load_cases
 from bridge._shadow.compare import Difference, Snapshot
 from bridge._shadow.recorder import ChangeRecorder
+from bridge._shadow.redact import REDACTED
 from bridge._shadow.runner import Outcome, Sender, route_of
 from bridge.pytest_plugin import Shadow, shadow_cases
 from legacy_flask_app.extensions import db
 from shop.models import Base
+from tests.bridge.apps import stop
+from tests.bridge.test_cli import free_port, wait_until_serving
 from tests.conftest import checked_out
 
 from . import broken_ports
@@ -353,3 +357,122 @@ def test_the_cli_fails_on_a_port_that_forgets_the_stock(
     assert "rows products[1].stock: legacy 10, async 12 (legacy 12 → 10, async unchanged)" in (
         process.stdout
     )
+
+
+def test_a_difference_becomes_a_pytest_case_that_fails_until_the_port_is_fixed(
+    database_settings: DatabaseSettings, reset_database: None, tmp_path: Path
+) -> None:
+    root = Path(__file__).parents[2]
+    demo = (root / "migration.toml").read_text()
+    manifest = tmp_path / "migration.toml"
+    manifest.write_text(
+        demo.replace(
+            'fastapi = "async_app:create_app"',
+            'fastapi = "tests.demo.broken_ports:create_app_forgetting_stock"',
+        )
+    )
+    cases = tmp_path / "orders.jsonl"
+    cases.write_text(
+        '{"method": "GET", "path": "/api/products/1"}\n'
+        '{"method": "POST", "path": "/api/orders", "user": "alice@example.com", '
+        '"json": {"items": [{"product_id": 1, "quantity": 2}]}, "name": "places an order"}\n'
+    )
+    module = tmp_path / "tests" / "test_shadow_regressions.py"
+    env = {**os.environ, **shadow_env(database_settings), "PYTHONPATH": str(root)}
+
+    def run(*args: str, cwd: Path = root) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True
+        )
+
+    export = ["bridge", "shadow", str(cases), "--manifest", str(manifest)]
+    shadowed = run(*export, "--export-failures", str(module))
+    assert shadowed.returncode == 1, shadowed.stderr
+    assert f"Kept 1 new of the 1 differing cases in {module.with_suffix('.jsonl')}" in (
+        shadowed.stdout
+    )
+    # Only the case that differs is kept, once however many runs find it.
+    assert run(*export, "--export-failures", str(module)).returncode == 1
+    [kept] = load_cases(module.with_suffix(".jsonl"))
+    assert (kept.method, kept.path, kept.user) == ("POST", "/api/orders", "alice@example.com")
+
+    pytest_args = ["pytest", "-q", "-p", "no:cacheprovider", str(module)]
+    failing = run(*pytest_args, cwd=tmp_path)
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    assert "rows products[1].stock: legacy 10, async 12" in failing.stdout
+    assert "1 failed" in failing.stdout
+
+    manifest.write_text(demo)  # the port fixed: the manifest names the good app again
+    passing = run(*pytest_args, cwd=tmp_path)
+    assert passing.returncode == 0, passing.stdout + passing.stderr
+    assert "1 passed" in passing.stdout
+
+
+def test_export_failures_takes_a_test_module_only(tmp_path: Path) -> None:
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text('{"method": "GET", "path": "/"}\n')
+    args = ["shadow", str(cases), "--export-failures", str(tmp_path / "regressions.py")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "flask2fastapi: error: --export-failures writes a pytest module: "
+        "name it test_*.py, not 'regressions.py'\n"
+    )
+
+
+def test_recorded_traffic_from_several_workers_replays_anonymous_and_redacted(
+    tmp_path: Path,
+) -> None:
+    root = Path(__file__).parents[2]
+    recorded = tmp_path / "recorded.jsonl"
+    env = {
+        **{key: value for key, value in os.environ.items() if key != "SECRET_KEY"},
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+    }
+    port = free_port()
+    record = ["--record", str(recorded), "--record-rate", "1", "--record-methods", "GET,POST"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "serve", "--port", str(port), "--workers", "2", *record],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    secret = "Bearer not-for-the-file"
+    try:
+        wait_until_serving(f"{base}/api/health", process, time.monotonic() + 90)
+        with httpx.Client(base_url=base) as http:
+            for _ in range(4):
+                http.get("/api/products?sort=-price", headers={"Authorization": secret})
+            http.get("/api/orders", headers={"Cookie": "session=not-for-the-file-either"})
+            login = {"email": "alice@example.com", "password": "password123"}
+            assert http.post("/api/auth/login", json=login).status_code == 200
+    finally:
+        stop(process)
+    text = recorded.read_text()
+    assert "not-for-the-file" not in text and "password123" not in text
+    cases = load_cases(recorded)
+    # The wait above asked for the health once it answered: that request too.
+    assert sorted(f"{case.method} {case.path}" for case in cases) == [
+        "GET /api/health",
+        "GET /api/orders",
+        *["GET /api/products?sort=-price"] * 4,
+        "POST /api/auth/login",
+    ]
+    assert all(case.headers.get("authorization") in (None, REDACTED) for case in cases)
+    replayed = subprocess.run(
+        [sys.executable, "-m", "bridge", "shadow", str(recorded)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    rows = [" ".join(line.split()) for line in replayed.stdout.splitlines()]
+    # Anonymous: the order list is refused alike on both sides, and the login
+    # with a redacted email and password fails alike.
+    assert "GET /api/orders 1 1 0 0" in rows
+    assert "POST /api/auth/login 1 1 0 0" in rows

@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from starlette.types import Message, Receive, Scope, Send
 
+from bridge._cli import main
 from bridge._exceptions import ConfigurationError
 from bridge._shadow.cases import Case, load_cases
 from bridge._shadow.redact import REDACTED, Redactor
@@ -267,3 +269,28 @@ def no_leaked_threads() -> Iterator[None]:
     yield
     left = [t for t in set(threading.enumerate()) - before if t.name == "flask2fastapi-record"]
     assert not left, "a CaseWriter thread was left running"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--record-rate", "0.5"],
+            "--record-rate does nothing without --record: add --record FILE",
+        ),
+        (["--record-methods", "POST"], "--record-methods does nothing without --record"),
+        (["--record", "r.jsonl", "--record-rate", "0"], "--record-rate must be above 0"),
+        (["--record", "r.jsonl", "--record-max", "lots"], "--record-max must be a number of"),
+        (
+            ["--record", "r.jsonl", "--record-methods", "GET,FETCH"],
+            "--record-methods takes methods such as GET,HEAD, got 'GET,FETCH'",
+        ),
+    ],
+)
+def test_serve_refuses_recording_options_that_do_nothing_or_make_no_sense(
+    args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(main, ["serve", *args])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"flask2fastapi: error: {message}")
+    assert result.stderr.count("\n") == 1
