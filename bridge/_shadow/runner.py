@@ -22,6 +22,7 @@ Nothing else may write to it during a run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 import traceback
@@ -592,11 +593,18 @@ def _rule_entries(rules: Rules) -> list[str]:
 
 
 def _toml(value: Any) -> str:
+    """A value as TOML, on one line: the manifest writes a route's entry as one.
+
+    Ours rather than tomli-w's: its ``dumps`` writes a table of tables as
+    ``[routes."POST /notes"]`` sections and every array over several lines, and
+    the one-line form a route has in ``[routes]`` is only in its private helpers.
+    """
     if isinstance(value, tuple) and value and all(isinstance(item, tuple) for item in value):
         pairs = ", ".join(f"{_toml(key)} = {_toml(item)}" for key, item in value)
         return f"{{ {pairs} }}"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # JSON's escapes are TOML's, but for DEL, which TOML also wants escaped.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml(item) for item in value) + "]"
     return repr(value)

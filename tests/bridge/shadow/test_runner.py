@@ -16,6 +16,7 @@ from bridge._porting.database import DatabaseSettings
 from bridge._serving.manifest import LoginRule, Manifest, RouteKey, RouteState, parse_manifest
 from bridge._shadow.cases import Case
 from bridge._shadow.compare import Rules
+from bridge._shadow.jsonpath import format_path
 from bridge._shadow.recorder import ChangeRecorder
 from bridge._shadow.runner import (
     UNMATCHED,
@@ -284,6 +285,25 @@ def test_proposed_entries_keep_the_state_and_rules_and_parse_back() -> None:
     assert reparsed.state("POST", "/notes") is RouteState.ASYNC
     assert reparsed.rules[key] == Rules(
         ignore=("$.token",), ignore_headers=("etag",), ignore_columns=("shadow_notes.text",)
+    )
+
+
+def test_a_proposed_pattern_with_control_characters_is_valid_toml() -> None:
+    # A JSON key may hold anything: a newline, a tab, a quote, a backslash, DEL.
+    pattern = format_path(('a"b\\c\nd\te\x7f é',))
+    assert "\x7f" in pattern  # which TOML strings may not hold as it is
+    result = CaseResult(
+        case=ADD_NOTE,
+        route="POST /notes",
+        differences=(),
+        noise=(),
+        proposed=Rules(ignore=(pattern,), vary=((pattern, "token"),)),
+    )
+    proposal = proposed_toml(summarize([result]), Manifest())
+    assert "\n" not in proposal  # still one line, to replace the route's
+    reparsed = parse_manifest("[routes]\n" + proposal)
+    assert reparsed.rules[RouteKey("POST", "/notes")] == Rules(
+        ignore=(pattern,), vary=((pattern, "token"),)
     )
 
 
