@@ -15,6 +15,13 @@ A pattern, as a route's rules in the manifest give it, may also use::
 A pattern matches a path when the two have the same steps; :func:`matches`
 also lets a pattern match everything below the place it names, so ignoring
 ``$.user`` ignores ``$.user.name``. Nothing here does I/O.
+
+Why ours and not a JSONPath library's: those evaluate a query against a
+document and return the values it selects. The comparison needs the other
+direction, whether one concrete place matches a pattern (and whether any
+pattern reaches below a place, to skip the costly pairing of list elements),
+for places that exist in one document only, and the generalization of a
+place into the pattern an A/A run proposes.
 """
 
 from __future__ import annotations
