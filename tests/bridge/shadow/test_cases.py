@@ -120,3 +120,19 @@ def test_a_missing_or_empty_file_is_an_error(tmp_path: Path) -> None:
         load_cases(tmp_path / "absent.jsonl")
     with pytest.raises(CaseFileError, match="no cases"):
         load_cases(write(tmp_path, "", ""))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"method": "GET", "path": "/a"},
+        {"method": "POST", "path": "/a", "json": None, "user": "u", "login": "session"},
+        {"method": "POST", "path": "/a", "body": "x=1", "headers": {"Content-Type": "a/b"}},
+        {"method": "GET", "path": "/a", "session": {"user_id": 2}, "name": "n"},
+        {"method": "GET", "path": "/a", "cookie": "session=x"},
+    ],
+)
+def test_a_case_written_as_a_line_reads_back_the_same(line: dict[str, object]) -> None:
+    case = Case.from_mapping(line)
+    assert case.to_mapping() == line
+    assert Case.from_mapping(case.to_mapping()) == case
