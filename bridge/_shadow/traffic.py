@@ -37,14 +37,14 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr
 
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge._exceptions import ConfigurationError
 from bridge._shadow.cases import Case
-from bridge._shadow.redact import Redactor
+from bridge._shadow.redact import REDACTED, Redactor
 
 logger = logging.getLogger("flask2fastapi")
 
@@ -155,7 +155,9 @@ def case_of(capture: Capture, redactor: Redactor) -> dict[str, Any] | None:
     headers = [(n, v) for n, v in capture.headers if n.lower() not in UNRECORDED_HEADERS]
     headers = redactor.header_pairs(headers)
     content_type = next((v for n, v in headers if n.lower() == "content-type"), None)
-    path = capture.path + (f"?{redactor.query(capture.query)}" if capture.query else "")
+    path = capture.path + (
+        f"?{_kept(capture.query, redactor.query(capture.query))}" if capture.query else ""
+    )
     case: dict[str, Any] = {"method": capture.method, "path": path}
     joined: dict[str, str] = {}
     for name, value in headers:  # repeated lines mean the same joined (RFC 9110 5.3)
@@ -166,13 +168,20 @@ def case_of(capture: Capture, redactor: Redactor) -> dict[str, Any] | None:
         body = redactor.body(capture.body, content_type)
         if body.startswith(f"[{len(capture.body)} bytes of ".encode()):
             return None  # binary or multipart: the redactor kept a note of it, not the body
-        case["body"] = body.decode("utf-8")
+        case["body"] = _kept(capture.body, body).decode("utf-8")
     case["name"] = f"recorded {capture.at.isoformat(timespec='seconds').replace('+00:00', 'Z')}"
     try:
         Case.from_mapping(case)
     except ValueError:
         return None
     return case
+
+
+def _kept(original: AnyStr, redacted: AnyStr) -> AnyStr:
+    """The original when the redactor replaced nothing: it parses and writes JSON,
+    forms and queries again, which would change their bytes for nothing."""
+    text = redacted if isinstance(redacted, str) else redacted.decode("utf-8", "replace")
+    return redacted if REDACTED in text else original
 
 
 class CaseWriter:

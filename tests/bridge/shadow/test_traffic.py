@@ -31,6 +31,8 @@ from bridge._shadow.traffic import (
 
 pytestmark = pytest.mark.anyio
 
+JSON = {"Content-Type": "application/json"}
+
 
 async def echo(scope: Scope, receive: Receive, send: Send) -> None:
     """Answers with what it received: the method, the body and the headers it read."""
@@ -101,6 +103,18 @@ async def test_a_picked_request_is_kept_redacted_and_the_answer_is_untouched(
     assert "s3cret" not in path.read_text() and "203.0.113.9" not in path.read_text()
     assert json.loads(post["body"]) == {"email": REDACTED, "password": REDACTED}
     assert post["name"].startswith("recorded 20") and post["name"].endswith("Z")
+
+
+async def test_a_request_with_nothing_to_redact_is_kept_to_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "recorded.jsonl"
+    async with client(path, rate=1.0, methods=frozenset({"POST"})) as http:
+        await http.post("/a?flag&next=%2Fhome", content=b'{"n":1.0,"q":"x"}', headers=JSON)
+        await http.post("/b?flag&token=t", content=b'{"n":1.0,"password":"pw"}', headers=JSON)
+    kept, redacted = lines(path)
+    # The redactor writes what it parsed again; with nothing replaced, the original stays.
+    assert (kept["path"], kept["body"]) == ("/a?flag&next=%2Fhome", '{"n":1.0,"q":"x"}')
+    assert redacted["path"] == f"/b?flag=&token={REDACTED}"
+    assert json.loads(redacted["body"]) == {"n": 1.0, "password": REDACTED}
 
 
 async def test_only_safe_methods_and_picked_requests_are_kept(tmp_path: Path) -> None:
