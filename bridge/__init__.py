@@ -57,8 +57,12 @@ if TYPE_CHECKING:
     from bridge._porting.repository import scalar as scalar
     from bridge._porting.repository import scalars as scalars
     from bridge._porting.request import arg as arg
+    from bridge._porting.request import arg_list as arg_list
     from bridge._porting.request import args as args
+    from bridge._porting.request import files as files
+    from bridge._porting.request import form as form
     from bridge._porting.request import get_json as get_json
+    from bridge._porting.request import remote_addr as remote_addr
     from bridge._porting.request import url_for as url_for
     from bridge._porting.responses import FlaskJSONResponse as FlaskJSONResponse
     from bridge._porting.responses import flask_redirect as flask_redirect
@@ -114,8 +118,12 @@ _MODULES = {
     "scalar": "bridge._porting.repository",
     "scalars": "bridge._porting.repository",
     "arg": "bridge._porting.request",
+    "arg_list": "bridge._porting.request",
     "args": "bridge._porting.request",
+    "files": "bridge._porting.request",
+    "form": "bridge._porting.request",
     "get_json": "bridge._porting.request",
+    "remote_addr": "bridge._porting.request",
     "url_for": "bridge._porting.request",
     "FlaskJSONResponse": "bridge._porting.responses",
     "flask_redirect": "bridge._porting.responses",
