@@ -7,8 +7,8 @@ The toolkit does three jobs, one private package each; users import from
     ├── _serving/   the hybrid server: routing by the manifest, the WSGI bridge,
     │               loading the apps
     ├── _porting/   writing ports: Flask's request idioms, responses, errors and
-    │               session cookie, pagination, repository runners, the databases,
-    │               streamed responses
+    │               session cookie, the auth extensions, pagination, repository
+    │               runners, the databases, streamed responses
     ├── _shadow/    proving ports: comparison rules and engine, database changes,
     │               cases, the runner and its report
     ├── _cli.py     the ``flask2fastapi`` command
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from bridge._porting.asyncdb import DbConnection as DbConnection
     from bridge._porting.asyncdb import DbSession as DbSession
     from bridge._porting.asyncstream import stream_rows_response as stream_rows_response
+    from bridge._porting.auth_login import FlaskLogin as FlaskLogin
     from bridge._porting.database import DatabaseSettings as DatabaseSettings
     from bridge._porting.database import configure_sqlite as configure_sqlite
     from bridge._porting.db_errors import is_bad_value as is_bad_value
@@ -100,6 +101,7 @@ _MODULES = {
     "DbConnection": "bridge._porting.asyncdb",
     "DbSession": "bridge._porting.asyncdb",
     "stream_rows_response": "bridge._porting.asyncstream",
+    "FlaskLogin": "bridge._porting.auth_login",
     "DatabaseSettings": "bridge._porting.database",
     "configure_sqlite": "bridge._porting.database",
     "is_bad_value": "bridge._porting.db_errors",

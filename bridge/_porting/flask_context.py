@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import anyio.to_thread
 from a2wsgi.wsgi import build_environ
 from fastapi import FastAPI, Request
-from flask import Flask
+from flask import Flask, current_app
 from flask.ctx import RequestContext
 from flask.sessions import SessionMixin
 from starlette.responses import Response
@@ -116,9 +116,20 @@ def _run(
     with RequestContext(flask_app, environ, session=session):
         try:
             return function()
+        except FlaskAnswer:
+            raise
         except Exception as exc:
             handled = flask_app.handle_user_exception(exc)  # re-raises what no handler takes
             raise FlaskAnswer(to_starlette(flask_app.make_response(handled))) from exc
+
+
+def answer_with(value: Any) -> NoReturn:
+    """Inside :func:`run_in_flask`: stop the port's request with what a Flask view returned.
+
+    *value* is anything a view may return (a response, a string, a tuple...),
+    made a response by the app as Flask would.
+    """
+    raise FlaskAnswer(to_starlette(current_app.make_response(value)))
 
 
 def to_starlette(response: Any) -> Response:

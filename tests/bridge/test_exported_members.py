@@ -33,6 +33,7 @@ EXPORTED = {
     "DbSession",
     "Delete",
     "FlaskJSONResponse",
+    "FlaskLogin",
     "FlaskSessionConfig",
     "FlaskSessionMiddleware",
     "Flush",
