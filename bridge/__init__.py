@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from bridge._porting.asyncdb import DbConnection as DbConnection
     from bridge._porting.asyncdb import DbSession as DbSession
     from bridge._porting.asyncstream import stream_rows_response as stream_rows_response
+    from bridge._porting.auth_jwt import FlaskJWT as FlaskJWT
+    from bridge._porting.auth_jwt import JWTToken as JWTToken
     from bridge._porting.auth_login import FlaskLogin as FlaskLogin
     from bridge._porting.database import DatabaseSettings as DatabaseSettings
     from bridge._porting.database import configure_sqlite as configure_sqlite
@@ -101,6 +103,8 @@ _MODULES = {
     "DbConnection": "bridge._porting.asyncdb",
     "DbSession": "bridge._porting.asyncdb",
     "stream_rows_response": "bridge._porting.asyncstream",
+    "FlaskJWT": "bridge._porting.auth_jwt",
+    "JWTToken": "bridge._porting.auth_jwt",
     "FlaskLogin": "bridge._porting.auth_login",
     "DatabaseSettings": "bridge._porting.database",
     "configure_sqlite": "bridge._porting.database",

@@ -34,6 +34,8 @@ EXPORTED = {
     "Delete",
     "FlaskJSONResponse",
     "FlaskLogin",
+    "FlaskJWT",
+    "JWTToken",
     "FlaskSessionConfig",
     "FlaskSessionMiddleware",
     "Flush",
