@@ -21,7 +21,12 @@ from fastapi import FastAPI, Request
 from flask import Flask, g
 
 from bridge._exceptions import ConfigurationError
-from bridge._porting.flask_context import install_flask_answers, require_flask_app, run_in_flask
+from bridge._porting.flask_context import (
+    install_flask_answers,
+    require_extension,
+    require_flask_app,
+    run_in_flask,
+)
 
 
 @dataclass(frozen=True)
@@ -59,13 +64,7 @@ class FlaskJWT:
     """
 
     def __init__(self, flask_app: Flask | None = None) -> None:
-        try:
-            import flask_jwt_extended  # noqa: F401
-        except ImportError as exc:
-            raise ConfigurationError(
-                "FlaskJWT runs the app's flask-jwt-extended, which is not installed: "
-                "pip install flask-jwt-extended"
-            ) from exc
+        require_extension("flask_jwt_extended", "flask-jwt-extended", "FlaskJWT")
         self.flask_app = flask_app
 
     def install(self, app: FastAPI) -> None:

@@ -31,6 +31,7 @@ from bridge._exceptions import ConfigurationError
 from bridge._porting.flask_context import (
     answer_with,
     install_flask_answers,
+    require_extension,
     require_flask_app,
     run_in_flask,
 )
@@ -57,13 +58,7 @@ class FlaskLogin:
     """
 
     def __init__(self, flask_app: Flask | None = None) -> None:
-        try:
-            import flask_login  # noqa: F401
-        except ImportError as exc:
-            raise ConfigurationError(
-                "FlaskLogin runs the app's Flask-Login, which is not installed: "
-                "pip install flask-login"
-            ) from exc
+        require_extension("flask_login", "flask-login", "FlaskLogin")
         self.flask_app = flask_app
 
     def install(self, app: FastAPI) -> None:

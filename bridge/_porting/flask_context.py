@@ -19,6 +19,7 @@ which :func:`install_flask_answers` makes FastAPI send as it is.
 
 from __future__ import annotations
 
+import importlib
 import io
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar, cast
@@ -55,6 +56,16 @@ def install_flask_answers(app: FastAPI) -> None:
         return exc.response
 
     app.add_exception_handler(FlaskAnswer, answer)
+
+
+def require_extension(module: str, package: str, adapter: str) -> None:
+    """Import the extension *module* an adapter runs, or say how to install it."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{adapter} runs the app's {package}, which is not installed: pip install {package}"
+        ) from exc
 
 
 def flask_app_of(request: Request, given: Flask | None = None) -> Flask | None:

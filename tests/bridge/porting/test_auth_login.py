@@ -8,6 +8,7 @@ content included) and bodies.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -348,3 +349,12 @@ def _without_sessions(flask_app: Flask) -> FastAPI:
         return FlaskJSONResponse(whoami(user))
 
     return app
+
+
+def test_without_flask_login_installed_the_adapter_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "flask_login", None)  # what an absent package raises
+
+    with pytest.raises(ConfigurationError, match=r"pip install flask-login$"):
+        FlaskLogin()
