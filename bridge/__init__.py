@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from bridge._porting.db_errors import is_bad_value as is_bad_value
     from bridge._porting.db_errors import is_database_unavailable as is_database_unavailable
     from bridge._porting.error_envelope import install_error_envelope as install_error_envelope
+    from bridge._porting.flask_context import install_flask_answers as install_flask_answers
     from bridge._porting.pagination import Page as Page
     from bridge._porting.pagination import page_args as page_args
     from bridge._porting.pagination import paginate as paginate
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
     from bridge._porting.sessions import FlaskSessionMiddleware as FlaskSessionMiddleware
     from bridge._porting.streaming import RowStream as RowStream
     from bridge._porting.streaming import stream_rows as stream_rows
+    from bridge._porting.webargs_parse import webargs_parse as webargs_parse
     from bridge._serving.hybrid import HybridApp as HybridApp
     from bridge._serving.hybrid import build_hybrid as build_hybrid
     from bridge._serving.hybrid import hybrid_from_env as hybrid_from_env
@@ -111,6 +113,7 @@ _MODULES = {
     "is_bad_value": "bridge._porting.db_errors",
     "is_database_unavailable": "bridge._porting.db_errors",
     "install_error_envelope": "bridge._porting.error_envelope",
+    "install_flask_answers": "bridge._porting.flask_context",
     "Page": "bridge._porting.pagination",
     "page_args": "bridge._porting.pagination",
     "paginate": "bridge._porting.pagination",
@@ -137,6 +140,7 @@ _MODULES = {
     "FlaskSessionMiddleware": "bridge._porting.sessions",
     "RowStream": "bridge._porting.streaming",
     "stream_rows": "bridge._porting.streaming",
+    "webargs_parse": "bridge._porting.webargs_parse",
     "HybridApp": "bridge._serving.hybrid",
     "build_hybrid": "bridge._serving.hybrid",
     "hybrid_from_env": "bridge._serving.hybrid",

@@ -92,7 +92,9 @@ class FlaskJWT:
         }
 
         async def verified_jwt(request: Request) -> JWTToken:
-            flask_app = require_flask_app(request, self.flask_app, "FlaskJWT")
+            flask_app = require_flask_app(
+                request, self.flask_app, "FlaskJWT", "FlaskJWT(create_app())"
+            )
             if "flask-jwt-extended" not in flask_app.extensions:
                 raise ConfigurationError(
                     f"the Flask app {flask_app.name!r} has no JWTManager: "

@@ -106,7 +106,9 @@ class FlaskLogin:
         return bool(await self._run(request, logout_user))
 
     async def _run(self, request: Request, function: Callable[[], Any]) -> Any:
-        flask_app = require_flask_app(request, self.flask_app, "FlaskLogin")
+        flask_app = require_flask_app(
+            request, self.flask_app, "FlaskLogin", "FlaskLogin(create_app())"
+        )
         if getattr(flask_app, "login_manager", None) is None:
             raise ConfigurationError(
                 f"the Flask app {flask_app.name!r} has no LoginManager: "

@@ -49,7 +49,12 @@ class FlaskAnswer(Exception):
 
 
 def install_flask_answers(app: FastAPI) -> None:
-    """Send each :class:`FlaskAnswer` raised by a dependency or route as it is."""
+    """Let *app* send the Flask app's own answers (an extension's refusal, a
+    ``login_view`` redirect) that the adapters raise, as they are.
+
+    ``FlaskLogin.install`` and ``FlaskJWT.install`` call it; a port that uses
+    :func:`~bridge.webargs_parse` alone calls it once, as it builds the app.
+    """
 
     async def answer(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, FlaskAnswer)
@@ -78,13 +83,13 @@ def flask_app_of(request: Request, given: Flask | None = None) -> Flask | None:
     return found if isinstance(found, Flask) else None
 
 
-def require_flask_app(request: Request, given: Flask | None, adapter: str) -> Flask:
+def require_flask_app(request: Request, given: Flask | None, adapter: str, how: str) -> Flask:
     """:func:`flask_app_of`, or a :class:`~bridge.ConfigurationError` that says how to give it."""
     flask_app = flask_app_of(request, given)
     if flask_app is None:
         raise ConfigurationError(
             f"{adapter} has no Flask app: serve the port through the hybrid, which sets "
-            f"app.state.{STATE_KEY}, or pass it: {adapter}(create_app())"
+            f"app.state.{STATE_KEY}, or pass it: {how}"
         )
     return flask_app
 

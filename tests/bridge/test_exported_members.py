@@ -36,6 +36,8 @@ EXPORTED = {
     "FlaskLogin",
     "FlaskJWT",
     "JWTToken",
+    "install_flask_answers",
+    "webargs_parse",
     "FlaskSessionConfig",
     "FlaskSessionMiddleware",
     "Flush",
