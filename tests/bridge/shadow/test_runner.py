@@ -18,6 +18,7 @@ from bridge._shadow.cases import Case
 from bridge._shadow.compare import Rules
 from bridge._shadow.jsonpath import format_path
 from bridge._shadow.recorder import ChangeRecorder
+from bridge._shadow.redact import REDACTED
 from bridge._shadow.runner import (
     UNMATCHED,
     WRONG_METHOD,
@@ -450,3 +451,16 @@ async def test_a_login_the_manifest_does_not_configure_stops_the_run(
             runner.prepare([case])
     assert f'the case logs in with "{choice}" but [shadow] login has {missing}' in str(caught.value)
     assert "or drop the case's login" in str(caught.value)
+
+
+async def test_a_recorded_case_is_replayed_without_its_redacted_headers(
+    make_runner: Callable[..., Any],
+) -> None:
+    headers = {"authorization": REDACTED, "cookie": REDACTED, "x-app-version": "2"}
+    case = Case.from_mapping({"method": "GET", "path": "/whoami", "headers": headers})
+    async with make_runner() as runner:
+        request = runner.request(case)
+        result = await runner.run(case)
+    assert "authorization" not in request.headers and "cookie" not in request.headers
+    assert request.headers["x-app-version"] == "2"
+    assert result.outcome is Outcome.SAME, result.report()
