@@ -194,7 +194,7 @@ class _Job:
             "method": scope["method"],
             "path": scope["path"],
             "query": redactor.query(scope.get("query_string", b"").decode("latin-1")),
-            "headers": [list(pair) for pair in redactor.headers(headers)],
+            "headers": [list(pair) for pair in redactor.header_pairs(headers)],
             "body": _text(redactor.body(self.body, _content_type(headers))),
         }
         return Mismatch(
@@ -210,7 +210,7 @@ class _Job:
 def _answer(snapshot: Snapshot, redactor: Redactor) -> dict[str, Any]:
     return {
         "status": snapshot.status,
-        "headers": [list(pair) for pair in redactor.headers(snapshot.headers)],
+        "headers": [list(pair) for pair in redactor.header_pairs(snapshot.headers)],
         "body": _text(redactor.body(snapshot.body, _content_type(snapshot.headers))),
     }
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -38,7 +39,7 @@ from bridge._exceptions import ManifestError
 from bridge._rollout.bucketing import Bucketer, SessionReader, serves_port
 from bridge._rollout.fallback import demotion_reason
 from bridge._rollout.metrics import NULL_METRICS, Metrics
-from bridge._rollout.store import Counts, Mismatch, Override, RolloutStore
+from bridge._rollout.store import BUCKET_SECONDS, Counts, Mismatch, Override, RolloutStore
 from bridge._serving.manifest import Manifest, RouteKey, RoutePlan, RouteState, load_manifest
 from bridge._serving.routing import Target
 
@@ -307,9 +308,9 @@ class Rollout:
         operator action: errors from before a clear must not demote it again."""
         acted = [e.at.timestamp() for e in store.events(key, limit=20) if e.actor != "server"]
         if acted and max(acted) > since:
-            counts = store.counts(since=max(acted)).get(key, Counts())
-        else:
-            counts = store.counts(since=since).get(key, Counts())
+            # From the first bucket wholly after it: counts are kept per bucket.
+            since = (math.floor(max(acted) / BUCKET_SECONDS) + 1) * BUCKET_SECONDS
+        counts = store.counts(since=since).get(key, Counts()) if since < time.time() else Counts()
         return demotion_reason(state, counts, self.options)
 
     def _changed_manifest(self) -> Manifest | None:

@@ -299,7 +299,11 @@ def _metrics(
             f"or the environment variable {METRICS_TOKEN_ENV}",
             path=manifest.path,
         )
-    from bridge._rollout.metrics import PrometheusMetrics, metrics_app
+    # The Prometheus implementation is imported only when metrics are on.
+    from bridge._rollout.metrics import (  # type: ignore[attr-defined, unused-ignore]
+        PrometheusMetrics,
+        metrics_app,
+    )
 
     metrics = PrometheusMetrics(flask_app, fastapi_app)
     return metrics, metrics_app(metrics, token)

@@ -159,11 +159,11 @@ async def test_a_shadowed_write_in_rollback_mode_is_written_once(
         response = await client.post("/notes")
         # The port saw legacy's row and its own, then rolled back.
         assert await metrics.outcomes(1) == ["different"]
+        [mismatch] = hybrid.rollout.pending_mismatches(RouteKey("POST", "/notes"))
 
     assert response.json() == {"notes": 1}
     assert apps.port_calls == 1
     assert apps.notes() == ["legacy"]
-    [mismatch] = hybrid.rollout.pending_mismatches(RouteKey("POST", "/notes"))
     assert mismatch.legacy["body"].replace(" ", "").strip() == '{"notes":1}'
     assert mismatch.port["body"].replace(" ", "").strip() == '{"notes":2}'
 

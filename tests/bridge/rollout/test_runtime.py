@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,24 +29,6 @@ window = 600
 """
 
 
-@pytest.fixture
-def store(database_url: str) -> Iterator[RolloutStore]:
-    store = RolloutStore.from_url(database_url)
-    clear_store(store)
-    yield store
-    clear_store(store)
-    store.dispose()
-
-
-def clear_store(store: RolloutStore) -> None:
-    """Forget every override, count and mismatch: the tests share one database on PG."""
-    store.clear(ITEMS, actor="test")
-    store.add_counts({})  # creates the tables on a new database
-    with store.engine.begin() as connection:
-        for table in reversed(store.metadata.sorted_tables):
-            connection.execute(table.delete())
-
-
 def write_manifest(path: Path, state: str = '"async"', extra: str = "") -> Path:
     path.write_text(MANIFEST.format(state=state, extra=extra), encoding="utf-8")
     return path
@@ -70,7 +51,7 @@ async def sides(client: httpx.AsyncClient, count: int = 1) -> list[str]:
 
 
 async def test_fallback_demotes_a_failing_port_until_an_operator_clears_it(
-    tmp_path: Path, database_url: str, store: RolloutStore
+    tmp_path: Path, database_url: str, rollout_store: RolloutStore
 ) -> None:
     apps = Apps()
     path = write_manifest(tmp_path / "migration.toml")
@@ -79,18 +60,18 @@ async def test_fallback_demotes_a_failing_port_until_an_operator_clears_it(
     async with serving(hybrid) as client:
         assert await sides(client, 10) == ["async"] * 10
         await hybrid.rollout.poll_once()
-        assert store.overrides() == {}  # a healthy port stays
+        assert rollout_store.overrides() == {}  # a healthy port stays
 
         apps.mode = "error"
         assert await sides(client, 10) == ["async"] * 10
         await hybrid.rollout.poll_once()
         assert await sides(client, 3) == ["legacy"] * 3  # at once in this worker
 
-        override = store.overrides()[ITEMS]
+        override = rollout_store.overrides()[ITEMS]
         assert override.demoted
         assert override.state is RouteState.LEGACY
         assert "5xx rate 50.0% (10 of 20 requests)" in override.reason
-        assert [event.action for event in store.events(ITEMS)][:1] == ["demote"]
+        assert [event.action for event in rollout_store.events(ITEMS)][:1] == ["demote"]
 
         # A new manifest keeps the route where the server put it.
         write_manifest(path, extra="keep_mismatches = 5\n")
@@ -99,17 +80,17 @@ async def test_fallback_demotes_a_failing_port_until_an_operator_clears_it(
         assert await sides(client, 3) == ["legacy"] * 3
 
         apps.mode = "same"
-        store.clear(ITEMS, actor="operator")
+        rollout_store.clear(ITEMS, actor="operator")
         await hybrid.rollout.poll_once()
         assert await sides(client, 3) == ["async"] * 3
         await hybrid.rollout.poll_once()  # the old errors no longer count
-        assert ITEMS not in store.overrides()
+        assert ITEMS not in rollout_store.overrides()
     assert ("GET /items", "async", 500) in metrics.requests
     assert metrics.ticks >= 5
 
 
 async def test_a_quiet_route_is_not_demoted_by_a_few_errors(
-    tmp_path: Path, database_url: str, store: RolloutStore
+    tmp_path: Path, database_url: str, rollout_store: RolloutStore
 ) -> None:
     apps = Apps()
     apps.mode = "error"
@@ -120,12 +101,12 @@ async def test_a_quiet_route_is_not_demoted_by_a_few_errors(
         await hybrid.rollout.poll_once()
         assert await sides(client) == ["async"]
 
-    assert store.overrides() == {}
-    assert store.counts()[ITEMS].errors_async == 10  # the last one reported at shutdown
+    assert rollout_store.overrides() == {}
+    assert rollout_store.counts()[ITEMS].errors_async == 10  # the last one reported at shutdown
 
 
 async def test_a_shadow_that_differs_too_often_is_demoted_and_its_mismatches_stored(
-    tmp_path: Path, database_url: str, store: RolloutStore
+    tmp_path: Path, database_url: str, rollout_store: RolloutStore
 ) -> None:
     apps = Apps()
     apps.mode = "different"
@@ -138,9 +119,9 @@ async def test_a_shadow_that_differs_too_often_is_demoted_and_its_mismatches_sto
         await metrics.outcomes(10)
         await hybrid.rollout.poll_once()
 
-    assert store.overrides()[ITEMS].demoted
-    assert "mismatch rate 100.0%" in store.overrides()[ITEMS].reason
-    mismatches = store.mismatches(ITEMS)
+    assert rollout_store.overrides()[ITEMS].demoted
+    assert "mismatch rate 100.0%" in rollout_store.overrides()[ITEMS].reason
+    mismatches = rollout_store.mismatches(ITEMS)
     assert len(mismatches) == 10
     assert ["authorization", "[redacted]"] in mismatches[0].request["headers"]
     assert "s3cret" not in str(mismatches[0])
@@ -149,7 +130,7 @@ async def test_a_shadow_that_differs_too_often_is_demoted_and_its_mismatches_sto
 
 
 async def test_an_operator_override_wins_over_the_manifest(
-    tmp_path: Path, database_url: str, store: RolloutStore
+    tmp_path: Path, database_url: str, rollout_store: RolloutStore
 ) -> None:
     apps = Apps()
     hybrid, _ = hybrid_on(
@@ -158,14 +139,14 @@ async def test_an_operator_override_wins_over_the_manifest(
 
     async with serving(hybrid) as client:
         assert await sides(client) == ["legacy"]
-        store.set_state(ITEMS, RouteState.ASYNC, actor="operator")
+        rollout_store.set_state(ITEMS, RouteState.ASYNC, actor="operator")
         assert await sides(client) == ["legacy"]  # until the next poll
         await hybrid.rollout.poll_once()
         assert await sides(client) == ["async"]
 
 
 async def test_a_bad_manifest_is_logged_once_and_the_old_one_kept(
-    tmp_path: Path, database_url: str, store: RolloutStore, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, database_url: str, rollout_store: RolloutStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     apps = Apps()
     path = write_manifest(tmp_path / "migration.toml")

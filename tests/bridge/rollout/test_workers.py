@@ -21,7 +21,6 @@ import pytest
 from bridge._rollout.store import RolloutStore
 from bridge._serving.manifest import RouteKey
 from tests.bridge.apps import stop
-from tests.bridge.rollout.test_runtime import clear_store
 from tests.bridge.test_cli import TEST_SECRET_KEY, free_port, wait_until_serving
 
 LEGACY_SOURCE = """
@@ -79,16 +78,7 @@ DEADLINE = 20
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[RolloutStore]:
-    store = RolloutStore.from_url(database_url)
-    clear_store(store)
-    yield store
-    clear_store(store)
-    store.dispose()
-
-
-@pytest.fixture
-def server(tmp_path: Path, database_url: str, store: RolloutStore) -> Iterator[Server]:
+def server(tmp_path: Path, database_url: str, rollout_store: RolloutStore) -> Iterator[Server]:
     name = f"workers_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}_legacy.py").write_text(textwrap.dedent(LEGACY_SOURCE), encoding="utf-8")
     (tmp_path / f"{name}_ported.py").write_text(textwrap.dedent(PORTED_SOURCE), encoding="utf-8")
@@ -151,13 +141,13 @@ def test_a_manifest_change_reaches_every_worker_within_seconds(server: Server) -
 
 
 def test_a_demotion_reaches_every_worker_within_seconds(
-    server: Server, store: RolloutStore
+    server: Server, rollout_store: RolloutStore
 ) -> None:
     for _ in range(10):
         server.answer("/boom")  # the port answers 500
 
     server.wait_until_both_workers("/boom", "legacy")
 
-    override = store.overrides()[RouteKey("GET", "/boom")]
+    override = rollout_store.overrides()[RouteKey("GET", "/boom")]
     assert override.demoted
     assert "5xx rate" in override.reason
