@@ -119,7 +119,9 @@ class HybridApp:
         try:
             body = await self._read_body(declared, receive)
         except BodyTooLarge:
+            started = time.perf_counter()
             await self._too_large(scope, self._tag(send, RouteState.LEGACY))
+            self.rollout.served(target, RouteState.LEGACY, 413, time.perf_counter() - started)
             return
         if body is None:
             return  # the client left mid-body: no side sees half a body
@@ -279,14 +281,14 @@ def build_hybrid(manifest: Manifest) -> HybridApp:
     manifest.check_apps()
     flask_app = load_flask_app(manifest.flask_app, manifest.path)
     fastapi_app = load_fastapi_app(manifest.fastapi_app, manifest.path)
-    metrics, metrics_app = _metrics(manifest, flask_app, fastapi_app)
+    metrics, metrics_app = metrics_for(manifest, flask_app, fastapi_app)
     store = rollout_store(manifest) if manifest.fastapi_app is not None else None
     return HybridApp(
         flask_app, fastapi_app, manifest, store=store, metrics=metrics, metrics_app=metrics_app
     )
 
 
-def _metrics(
+def metrics_for(
     manifest: Manifest, flask_app: Flask, fastapi_app: FastAPI
 ) -> tuple[Metrics, ASGIApp | None]:
     """The metrics of ``[rollout] metrics_path`` and the app that answers there, or none."""

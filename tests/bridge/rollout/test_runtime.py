@@ -8,9 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bridge._rollout.bucketing import serves_port
 from bridge._rollout.store import RolloutStore
 from bridge._serving.hybrid import HybridApp
-from bridge._serving.manifest import RouteKey, RouteState, load_manifest
+from bridge._serving.manifest import RouteKey, RouteState, load_manifest, parse_manifest
 from tests.bridge.rollout.apps import Apps, RecordedMetrics, serving
 
 pytestmark = pytest.mark.anyio
@@ -191,3 +192,86 @@ async def test_serving_goes_on_when_the_store_cannot_be_reached(
     outage = [r for r in caplog.records if "not reachable" in r.getMessage()]
     assert len(outage) == 1
     assert hybrid.rollout.pending(ITEMS).served_async == 4  # kept for when it is back
+
+
+CANARY = """
+[rollout]
+bucket_key = "{key}"
+
+[routes]
+"GET /items" = {{ state = "canary", percent = {percent} }}
+"""
+
+
+def canary(apps: Apps, percent: float, key: str = "header:x-user") -> HybridApp:
+    manifest = parse_manifest(CANARY.format(key=key, percent=percent))
+    return HybridApp(apps.flask, apps.fastapi, manifest)
+
+
+async def test_a_canary_serves_its_share_of_users_each_always_on_one_side() -> None:
+    users = [f"user-{n}" for n in range(200)]
+    async with serving(canary(Apps(), 30)) as client:
+        sides = {}
+        for user in users:
+            answers = {
+                (await client.get("/items", headers={"x-user": user})).headers["x-bridge-side"]
+                for _ in range(3)
+            }
+            assert len(answers) == 1, f"{user} was served by both sides"
+            sides[user] = answers.pop()
+
+    assert sides == {u: "async" if serves_port(f"header:{u}", 30) else "legacy" for u in users}
+    assert 30 < list(sides.values()).count("async") < 90
+
+
+async def test_raising_a_canary_by_override_keeps_every_user_already_on_the_port(
+    database_url: str, rollout_store: RolloutStore
+) -> None:
+    apps = Apps()
+    manifest = parse_manifest(CANARY.format(key="header:x-user", percent=20))
+    hybrid = HybridApp(
+        apps.flask, apps.fastapi, manifest, store=lambda: RolloutStore.from_url(database_url)
+    )
+    users = [f"user-{n}" for n in range(100)]
+
+    async def port_users(client: httpx.AsyncClient) -> set[str]:
+        served = set()
+        for user in users:
+            response = await client.get("/items", headers={"x-user": user})
+            if response.headers["x-bridge-side"] == "async":
+                served.add(user)
+        return served
+
+    async with serving(hybrid) as client:
+        before = await port_users(client)
+        rollout_store.set_state(ITEMS, RouteState.CANARY, percent=60, actor="operator")
+        await hybrid.rollout.poll_once()
+        after = await port_users(client)
+
+    assert before < after
+    assert len(after) > len(before) + 20
+
+
+async def test_a_canary_bucketed_by_session_follows_the_logged_in_user() -> None:
+    apps = Apps()
+    hybrid = canary(apps, 50, key="session:user_id")
+    async with serving(hybrid) as client:
+        for user in [f"u-{n}" for n in range(12)]:
+            client.cookies.clear()
+            await client.get(f"/login/{user}")  # legacy: Flask signs the session
+            expected = "async" if serves_port(f"session:{user}", 50) else "legacy"
+            for _ in range(2):
+                assert (await client.get("/items")).headers["x-bridge-side"] == expected
+
+
+async def test_a_canary_answer_of_the_port_that_fails_is_counted_not_retried() -> None:
+    apps = Apps()
+    apps.mode = "error"
+    hybrid = canary(apps, 100)
+    async with serving(hybrid) as client:
+        response = await client.get("/items", headers={"x-user": "anyone"})
+        assert response.status_code == 500
+        assert response.headers["x-bridge-side"] == "async"
+        assert hybrid.rollout.pending(ITEMS).errors_async == 1
+        assert hybrid.rollout.pending(ITEMS).served_legacy == 0
+    assert apps.port_calls == 1
