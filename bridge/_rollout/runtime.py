@@ -48,9 +48,6 @@ logger = logging.getLogger("flask2fastapi.rollout")
 #: Mismatches a worker holds per route while the store cannot be reached.
 PENDING_MISMATCHES = 10
 
-#: The outcomes of a shadow, as :meth:`Rollout.shadowed` takes them.
-SHADOW_OUTCOMES = ("same", "different", "skipped", "timed_out", "error")
-
 #: Opens the store; called once, in a thread, when the worker starts.
 StoreFactory = Callable[[], RolloutStore]
 

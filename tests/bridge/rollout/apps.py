@@ -16,7 +16,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import text
 from starlette.types import Message
 
-from bridge._porting.asyncdb import AsyncDatabase, DbSession
+from bridge._porting.asyncdb import AsyncDatabase, DbConnection, DbSession
 from bridge._porting.database import DatabaseSettings
 from bridge._serving.hybrid import HybridApp
 from tests.bridge.apps import TABLE_SUFFIX
@@ -54,6 +54,8 @@ class Apps:
             return jsonify({"user": user})
 
         @app.post("/notes")
+        @app.post("/notes/committed")
+        @app.post("/notes/core")
         def add_note() -> Any:
             db.session.execute(text(f"INSERT INTO {NOTES} (side) VALUES ('legacy')"))
             db.session.commit()
@@ -97,6 +99,21 @@ class Apps:
             await db.execute(text(f"INSERT INTO {NOTES} (side) VALUES ('port')"))
             count = (await db.execute(text(f"SELECT COUNT(*) FROM {NOTES}"))).scalar_one()
             return {"notes": count}
+
+        @app.post("/notes/committed")
+        async def add_note_and_commit(db: DbSession) -> dict[str, int]:
+            self.port_calls += 1
+            await db.execute(text(f"INSERT INTO {NOTES} (side) VALUES ('port')"))
+            await db.commit()  # a port that commits by itself
+            count = (await db.execute(text(f"SELECT COUNT(*) FROM {NOTES}"))).scalar_one()
+            return {"notes": count}
+
+        @app.post("/notes/core")
+        async def add_note_core(connection: DbConnection) -> dict[str, int]:
+            self.port_calls += 1
+            await connection.execute(text(f"INSERT INTO {NOTES} (side) VALUES ('port')"))
+            count = await connection.scalar(text(f"SELECT COUNT(*) FROM {NOTES}"))
+            return {"notes": int(count or 0)}
 
         return app
 
@@ -155,14 +172,15 @@ async def serving(app: HybridApp) -> AsyncIterator[httpx.AsyncClient]:
     to_app, app_inbox = anyio.create_memory_object_stream[Message](4)
     app_outbox, from_app = anyio.create_memory_object_stream[Message](4)
     scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-    async with anyio.create_task_group() as group:
-        group.start_soon(app, scope, app_inbox.receive, app_outbox.send)
-        await to_app.send({"type": "lifespan.startup"})
-        assert (await from_app.receive())["type"] == "lifespan.startup.complete"
-        transport = httpx.ASGITransport(app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
-        await to_app.send({"type": "lifespan.shutdown"})
-        assert (await from_app.receive())["type"] == "lifespan.shutdown.complete"
-    for stream in (to_app, app_inbox, app_outbox, from_app):
-        stream.close()
+    with to_app, app_inbox, app_outbox, from_app:
+        async with anyio.create_task_group() as group:
+            group.start_soon(app, scope, app_inbox.receive, app_outbox.send)
+            await to_app.send({"type": "lifespan.startup"})
+            assert (await from_app.receive())["type"] == "lifespan.startup.complete"
+            transport = httpx.ASGITransport(app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://testserver"
+            ) as client:
+                yield client
+            await to_app.send({"type": "lifespan.shutdown"})
+            assert (await from_app.receive())["type"] == "lifespan.shutdown.complete"

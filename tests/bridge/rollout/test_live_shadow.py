@@ -143,23 +143,23 @@ async def test_shadows_still_running_are_cancelled_when_the_server_stops() -> No
 
 WRITES = """
 [routes]
-"POST /notes" = {{ state = "shadow"{options} }}
+"POST {path}" = {{ state = "shadow"{options} }}
 """
 
 
 @pytest.mark.async_side
+@pytest.mark.parametrize("path", ["/notes", "/notes/committed", "/notes/core"])
 async def test_a_shadowed_write_in_rollback_mode_is_written_once(
-    database_settings: DatabaseSettings,
+    database_settings: DatabaseSettings, path: str
 ) -> None:
     apps = Apps(database_settings)
-    manifest = WRITES.format(options=", shadow_writes = true")
-    hybrid, metrics = shadowed(apps, manifest)
+    hybrid, metrics = shadowed(apps, WRITES.format(path=path, options=", shadow_writes = true"))
 
     async with serving(hybrid) as client:
-        response = await client.post("/notes")
+        response = await client.post(path)
         # The port saw legacy's row and its own, then rolled back.
         assert await metrics.outcomes(1) == ["different"]
-        [mismatch] = hybrid.rollout.pending_mismatches(RouteKey("POST", "/notes"))
+        [mismatch] = hybrid.rollout.pending_mismatches(RouteKey("POST", path))
 
     assert response.json() == {"notes": 1}
     assert apps.port_calls == 1
@@ -173,7 +173,7 @@ async def test_a_write_is_not_shadowed_without_opting_in(
     database_settings: DatabaseSettings,
 ) -> None:
     apps = Apps(database_settings)
-    hybrid, metrics = shadowed(apps, WRITES.format(options=""))
+    hybrid, metrics = shadowed(apps, WRITES.format(path="/notes", options=""))
 
     async with serving(hybrid) as client:
         response = await client.post("/notes")
@@ -184,3 +184,17 @@ async def test_a_write_is_not_shadowed_without_opting_in(
     assert apps.port_calls == 0
     assert metrics.shadows == []
     assert apps.notes() == ["legacy"]
+
+
+@pytest.mark.async_side
+async def test_the_port_commits_as_usual_outside_a_shadow(
+    database_settings: DatabaseSettings,
+) -> None:
+    apps = Apps(database_settings)
+    hybrid, _ = shadowed(apps, '[routes]\n"POST /notes/committed" = "async"\n')
+
+    async with serving(hybrid) as client:
+        assert (await client.post("/notes/committed")).json() == {"notes": 1}
+        assert (await client.post("/notes/core")).json() == {"notes": 2}  # legacy
+
+    assert sorted(apps.notes()) == ["legacy", "port"]
