@@ -39,8 +39,9 @@ from bridge._porting.database import DatabaseSettings
 
 #: Set where the port runs as a shadow of legacy on live traffic: every
 #: transaction below rolls back where it would commit, so legacy's write is
-#: the only one. A ``commit()`` of the route's own on the session commits
-#: nothing either (the session joins an outer transaction that rolls back).
+#: the only one. A route's own ``session.commit()`` commits nothing either (the
+#: session joins an outer transaction that rolls back); a ``commit()`` on a
+#: :data:`DbConnection`, or an engine of the route's own, is beyond its reach.
 ROLLBACK_ONLY: ContextVar[bool] = ContextVar("flask2fastapi_rollback_only", default=False)
 
 
