@@ -111,7 +111,9 @@ async def test_a_shadow_that_differs_too_often_is_demoted_and_its_mismatches_sto
 ) -> None:
     apps = Apps()
     apps.mode = "different"
-    path = write_manifest(tmp_path / "migration.toml", '"shadow"', "mismatch_rate = 0.5\n")
+    path = write_manifest(
+        tmp_path / "migration.toml", '"shadow"', "mismatch_rate = 0.5\nkeep_mismatches = 3\n"
+    )
     hybrid, metrics = hybrid_on(apps, path, database_url)
 
     async with serving(hybrid) as client:
@@ -123,7 +125,7 @@ async def test_a_shadow_that_differs_too_often_is_demoted_and_its_mismatches_sto
     assert rollout_store.overrides()[ITEMS].demoted
     assert "mismatch rate 100.0%" in rollout_store.overrides()[ITEMS].reason
     mismatches = rollout_store.mismatches(ITEMS)
-    assert len(mismatches) == 10
+    assert len(mismatches) == 3  # the newest, of ten
     assert ["authorization", "[redacted]"] in mismatches[0].request["headers"]
     assert "s3cret" not in str(mismatches[0])
     assert '"a"' in mismatches[0].legacy["body"]
