@@ -29,7 +29,7 @@ import random
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -40,9 +40,11 @@ from bridge._rollout.runtime import Rollout
 from bridge._rollout.store import Mismatch
 from bridge._serving.manifest import SAFE_METHODS, RoutePlan
 from bridge._serving.routing import Target
-from bridge._shadow.compare import Comparison, Snapshot, compare_responses
-from bridge._shadow.redact import Redactor
 from bridge._shadow.rules import Rules
+
+if TYPE_CHECKING:  # the comparison is imported when a shadow first runs
+    from bridge._shadow.compare import Snapshot
+    from bridge._shadow.redact import Redactor
 
 logger = logging.getLogger("flask2fastapi.rollout")
 
@@ -88,6 +90,8 @@ class Recorder:
         """The recorded answer; ``None`` if it did not complete or outgrew the limit."""
         if self.status is None or not self.complete or self.size > self.limit:
             return None
+        from bridge._shadow.compare import Snapshot
+
         headers = tuple((n.decode("latin-1"), v.decode("latin-1")) for n, v in self.headers)
         return Snapshot(self.status, headers, b"".join(self.chunks))
 
@@ -179,7 +183,9 @@ class _Job:
     rules: Rules
 
     def judge(self, port: Snapshot, redactor: Redactor) -> tuple[str, Mismatch | None]:
-        comparison: Comparison = compare_responses(self.legacy, port, self.rules)
+        from bridge._shadow.compare import compare_responses
+
+        comparison = compare_responses(self.legacy, port, self.rules)
         if comparison.same:
             return "same", None
         return "different", self.mismatch(redactor, port, comparison.report())
