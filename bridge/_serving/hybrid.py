@@ -190,9 +190,12 @@ class HybridApp:
         except ManifestError as exc:
             logger.error("manifest not reloaded, still serving by the previous one: %s", exc)
             return
-        self.manifest = manifest
+        old, self.manifest = self.manifest, manifest
         self.rollout.use_manifest(manifest)
         logger.info("manifest reloaded from %s", manifest.path)
+        apps = (old.flask_app, old.fastapi_app) != (manifest.flask_app, manifest.fastapi_app)
+        if apps or old.options != manifest.options:
+            logger.warning("manifest: changes to [apps] and [bridge] apply at the next restart")
 
     async def _read_body(self, declared: bytes | None, receive: Receive) -> bytes | None:
         """:func:`read_body` up to ``max_body_size``; a declared size over it reads nothing."""

@@ -277,3 +277,22 @@ async def test_a_canary_answer_of_the_port_that_fails_is_counted_not_retried() -
         assert hybrid.rollout.pending(ITEMS).errors_async == 1
         assert hybrid.rollout.pending(ITEMS).served_legacy == 0
     assert apps.port_calls == 1
+
+
+async def test_a_change_to_apps_or_bridge_says_it_needs_a_restart(
+    tmp_path: Path, database_url: str, rollout_store: RolloutStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    apps = Apps()
+    path = write_manifest(tmp_path / "migration.toml")
+    hybrid, _ = hybrid_on(apps, path, database_url)
+
+    async with serving(hybrid) as client:
+        write_manifest(path, '"legacy"', extra="[bridge]\nwsgi_threads = 3\n")
+        with caplog.at_level(logging.WARNING, "flask2fastapi.rollout"):
+            await hybrid.rollout.poll_once()
+        assert await sides(client) == ["legacy"]  # the routes apply at once
+
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "manifest: changes to [apps] and [bridge] apply at the next restart"
+    ]
+    assert hybrid.legacy.threads == 8
