@@ -1,9 +1,10 @@
-"""What the hybrid server reports while a rollout runs: the :class:`Metrics` it calls.
+"""What the hybrid server tells its metrics about each request and each shadow.
 
-The server calls :meth:`Metrics.request` once per answer, :meth:`Metrics.shadow`
-once per shadow, and :meth:`Metrics.tick` every ``poll_interval``.
-:data:`NULL_METRICS` does nothing; :class:`PrometheusMetrics` keeps Prometheus
-metrics that :func:`metrics_app` serves at ``[rollout] metrics_path``.
+The server calls a :class:`Metrics` for every request it serves and every
+shadow it runs or skips, and :meth:`Metrics.tick` once per poll interval. With
+``[rollout] metrics_path`` unset it calls :data:`NULL_METRICS`, which keeps
+nothing; :class:`PrometheusMetrics` keeps Prometheus metrics that
+:func:`metrics_app` serves at ``[rollout] metrics_path``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,20 @@ if TYPE_CHECKING:
     from sqlalchemy.pool import Pool
     from starlette.types import ASGIApp, Receive, Scope, Send
 
+#: Outcomes of a shadow: what :meth:`Metrics.shadow` is told.
+SHADOW_OUTCOMES = ("same", "different", "skipped", "timed_out", "error")
+
 
 class Metrics(Protocol):
-    def request(self, route: str, side: str, status: int, seconds: float) -> None: ...
+    def request(self, route: str, side: str, status: int, seconds: float) -> None:
+        """A request answered: its route (``"GET /rule"``, or ``"(unmatched)"``), the side
+        that answered, the status and the time to the end of the response."""
 
-    def shadow(self, route: str, outcome: str) -> None: ...
+    def shadow(self, route: str, outcome: str) -> None:
+        """A shadow's outcome, one of :data:`SHADOW_OUTCOMES`."""
 
-    def tick(self) -> None: ...
+    def tick(self) -> None:
+        """Called every poll interval: sample what is read rather than counted (pools)."""
 
 
 class _NullMetrics:
