@@ -59,8 +59,7 @@ def find_route(text: str, routes: Iterable[FlaskRoute]) -> FlaskRoute:
     known = {route.key: route for route in routes}
     if key not in known:
         raise ConfigurationError(
-            f"route {key} matches no rule of the Flask app{_closest(key, known)}: "
-            'name it as in the manifest, such as "GET /api/products/<int:product_id>"'
+            f"route {key} matches no rule of the Flask app{_closest(key, known)}"
         )
     return known[key]
 
