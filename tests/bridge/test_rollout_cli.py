@@ -3,18 +3,25 @@ user runs them, on the store of the suite's database."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
+import sqlalchemy as sa
 from click.testing import Result
 
-from bridge._rollout.store import Counts, Mismatch, RolloutStore, metadata
+from bridge._rollout.store import Counts, Mismatch, RolloutStore, metadata, mismatches_table
 from bridge._serving.manifest import RouteKey
 from bridge._shadow.cases import load_cases
-from tests.bridge.test_cli import Project, assert_config_error, invoke, project
+from tests.bridge.test_cli import Project, assert_config_error, invoke, project, serving
 
 __all__ = ["project"]  # the fixture, shared with the other CLI tests
 
@@ -203,3 +210,163 @@ def test_a_mismatch_appended_as_a_case_runs_in_a_shadow_cases_file(
     assert (case.method, case.path) == ("GET", "/api/items?sort=name")
     assert dict(case.headers) == {"accept": "application/json"}
     assert case.cookie is None
+
+
+# The live server: a real `flask2fastapi serve` with the rollout's serving side.
+
+LIVE_LEGACY_SOURCE = """
+    import os
+
+    from flask import Flask, jsonify, request
+
+    def create_app():
+        app = Flask(__name__, static_folder=None)
+        app.config["SECRET_KEY"] = os.environ["SECRET_KEY"]
+
+        @app.get("/api/items")
+        def list_items():
+            return {"side": "legacy", "pid": os.getpid()}
+
+        @app.post("/api/accounts")
+        def create_account():
+            response = jsonify({"side": "legacy", "got": request.get_json()})
+            response.set_cookie("sid", request.cookies.get("sid", ""))
+            return response
+
+        return app
+"""
+
+LIVE_PORTED_SOURCE = """
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+
+    @app.get("/api/items")
+    def list_items():
+        return {"side": "async"}
+
+    @app.post("/api/accounts")
+    async def create_account(request: Request):
+        return {"side": "async", "got": await request.json()}
+"""
+
+LIVE_MANIFEST = """
+    [apps]
+    flask = "{legacy}:create_app"
+    fastapi = "{ported}:app"
+
+    [routes]
+    "POST /api/accounts" = {{ state = "shadow", shadow_writes = true }}
+
+    [rollout]
+    poll_interval = 0.3
+    metrics_path = "/_bridge/metrics"
+"""
+SECRETS = ("PW-hunter2-secret", "TOKEN-in-body-secret", "BEARER-secret", "COOKIE-secret")
+METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def live_project(project: Project) -> Project:
+    pytest.importorskip("bridge._rollout.live_shadow", reason="needs the rollout's serving side")
+    (project.folder / f"{project.legacy}.py").write_text(
+        textwrap.dedent(LIVE_LEGACY_SOURCE), encoding="utf-8"
+    )
+    (project.folder / f"{project.ported}.py").write_text(
+        textwrap.dedent(LIVE_PORTED_SOURCE), encoding="utf-8"
+    )
+    project.write_manifest(LIVE_MANIFEST.format(legacy=project.legacy, ported=project.ported))
+    return project
+
+
+@pytest.fixture
+def live_store(live_project: Project, database_url: str) -> Iterator[RolloutStore]:
+    store = RolloutStore.from_url(database_url)
+    yield store
+    metadata.drop_all(store.engine)
+    store.dispose()
+
+
+def wait_for(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 15
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_secrets_of_a_shadowed_request_reach_no_stored_mismatch_nor_log(
+    live_project: Project, live_store: RolloutStore, database_url: str
+) -> None:
+    password, body_token, bearer, cookie = SECRETS
+    env = {"FLASK2FASTAPI_METRICS_TOKEN": METRICS_TOKEN}
+    with serving(
+        live_project, database_url, "--log-level", "debug", env=env, ready="/api/items"
+    ) as (http, served):
+        answer = http.post(
+            "/api/accounts",
+            json={"name": "ana", "password": password, "token": body_token},
+            headers={"authorization": f"Bearer {bearer}", "cookie": f"sid={cookie}"},
+        )
+        wait_for(lambda: bool(live_store.mismatches()), "the mismatch to be stored")
+
+    assert answer.json()["got"]["password"] == password  # the client's answer is untouched
+    assert answer.headers["x-bridge-side"] == "legacy"
+    [mismatch] = live_store.mismatches()
+    assert mismatch.request["method"] == "POST"
+    assert json.loads(mismatch.request["body"])["password"] == "[redacted]"
+    assert ["authorization", "[redacted]"] in mismatch.request["headers"]
+    with live_store.engine.connect() as connection:
+        stored = [str(row) for row in connection.execute(sa.select(mismatches_table))]
+    listed = run(database_url, "mismatches", "--json")
+    shown = run(database_url, "mismatches", "POST /api/accounts")
+    case = run(database_url, "mismatches", "--case", str(mismatch.id))
+    assert listed.exit_code == shown.exit_code == case.exit_code == 0
+    assert "[redacted]" in stored[0] and "ana" in stored[0]
+    everything = "\n".join([*stored, listed.output, shown.output, case.output, served.stderr or ""])
+    for secret in SECRETS:
+        assert secret not in everything
+    sent = json.loads(case.stdout)
+    assert "cookie" not in {name.lower() for name in sent.get("headers", {})}
+    assert "authorization" not in {name.lower() for name in sent.get("headers", {})}
+
+
+def test_with_two_workers_metrics_add_up_over_scrapes(
+    live_project: Project, live_store: RolloutStore, database_url: str
+) -> None:
+    before = set(Path(tempfile.gettempdir()).glob("flask2fastapi-metrics-*"))
+    env = {"FLASK2FASTAPI_METRICS_TOKEN": METRICS_TOKEN}
+    pids: set[int] = set()
+    with serving(live_project, database_url, "--workers", "2", env=env) as (http, _):
+        folders = set(Path(tempfile.gettempdir()).glob("flask2fastapi-metrics-*")) - before
+        assert len(folders) == 1  # the workers' private folder
+        scrape = functools.partial(legacy_items, http)
+        wait_for(lambda: scrape() is not None, "the requests that found the server up")
+        counted = scrape()
+        assert counted is not None
+        while len(pids) < 2 or counted < 40:
+            assert counted < 2000, "one worker answered every request"
+            for _ in range(10):
+                # A new connection each time, so that both workers accept some.
+                answer = http.get("/api/items", headers={"connection": "close"})
+                pids.add(answer.json()["pid"])
+            counted += 10
+            wait_for(lambda: scrape() == counted, "the requests in a scrape")  # noqa: B023
+        assert http.get("/_bridge/metrics").status_code == 401
+    assert not folders.pop().exists()  # removed when the server stopped
+
+
+def legacy_items(http: httpx.Client) -> float | None:
+    """How many legacy answers to GET /api/items a scrape counts, all workers together."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    scraped = http.get("/_bridge/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+    assert scraped.status_code == 200
+    for family in text_string_to_metric_families(scraped.text):
+        for sample in family.samples:
+            if sample.name == "flask2fastapi_requests_total" and sample.labels == {
+                "route": "GET /api/items",
+                "side": "legacy",
+                "status": "200",
+            }:
+                return sample.value
+    return None
