@@ -15,7 +15,10 @@ import getpass
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy import make_url
 
 from bridge._exceptions import ConfigurationError
 from bridge._rollout.store import Counts, Mismatch, Override, RolloutStore
@@ -39,10 +42,23 @@ class Outcome:
 
 
 def open_store(manifest: Manifest) -> RolloutStore:
-    """The store the server uses: ``[rollout] database``, else the app's ``DATABASE_URL``."""
+    """The store the server uses: ``[rollout] database``, else the app's ``DATABASE_URL``.
+
+    A SQLite file that does not exist is refused rather than created: a relative
+    path names a file in the current folder, which may not be the server's.
+    """
     from bridge._porting.database import DatabaseSettings
 
-    return RolloutStore.from_url(manifest.rollout.database or DatabaseSettings.from_env().url)
+    url = manifest.rollout.database or DatabaseSettings.from_env().url
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database)
+        if not path.exists():
+            raise ConfigurationError(
+                f"no SQLite database at {path.resolve()}: run the command in the folder the "
+                "server runs in, or give --database-url"
+            )
+    return RolloutStore.from_url(url)
 
 
 def default_actor() -> str:
@@ -186,6 +202,9 @@ def promote(
     _check_target(route, to, percent)
     override = store.overrides().get(key)
     before = effective_state(key, manifest, override)
+    demoted = override is not None and override.demoted
+    if before == (to, percent) and not demoted:
+        return Outcome(f"{key}: already {_describe(before, override)}; nothing changed")
     if to in (RouteState.CANARY, RouteState.ASYNC) and before[0] in (
         RouteState.LEGACY,
         RouteState.SHADOW,

@@ -45,6 +45,7 @@ LIST = RouteKey("GET", "/api/items")
 def store(project: Project, database_url: str) -> Iterator[RolloutStore]:
     project.write_manifest(ROLLOUT_MANIFEST.format(legacy=project.legacy, ported=project.ported))
     store = RolloutStore.from_url(database_url)
+    store.version()  # creates the tables, and the database when it is a SQLite file
     yield store
     metadata.drop_all(store.engine)
     store.dispose()
@@ -153,6 +154,17 @@ def test_usage_errors_exit_2_with_one_line(
 ) -> None:
     assert_config_error(run(database_url, *args), *fragments)
     assert store.overrides() == {}
+
+
+def test_a_sqlite_file_that_does_not_exist_is_not_created(
+    store: RolloutStore, tmp_path: Path
+) -> None:
+    missing = tmp_path / "elsewhere" / "shop.sqlite3"
+
+    result = run(f"sqlite:///{missing}", "status")
+
+    assert_config_error(result, f"no SQLite database at {missing}", "--database-url")
+    assert not missing.exists()
 
 
 def test_a_store_that_cannot_be_reached_is_one_line(store: RolloutStore) -> None:

@@ -260,6 +260,17 @@ def test_promote_lifts_a_servers_demotion(store: RolloutStore, manifest: Manifes
     assert (override.state, override.demoted) == (RouteState.CANARY, False)
 
 
+def test_promote_to_the_state_it_is_in_changes_nothing(
+    store: RolloutStore, manifest: Manifest
+) -> None:
+    same = commands.promote(store, manifest, ONE, to=RouteState.CANARY, percent=10, actor="a")
+    other = commands.promote(store, manifest, ONE, to=RouteState.CANARY, percent=20, actor="a")
+
+    assert same.text == "GET /api/items/<int:item_id>: already canary 10%; nothing changed"
+    assert other.text.startswith("GET /api/items/<int:item_id>: canary 10% -> canary 20%")
+    assert [event.percent for event in store.events()] == [20]
+
+
 def test_clear_with_nothing_to_clear(store: RolloutStore, manifest: Manifest) -> None:
     outcome = commands.clear(store, manifest, LIST, actor="ana")
     assert outcome.ok and "no override nor demotion to clear" in outcome.text
