@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import tempfile
 import textwrap
 import time
@@ -382,3 +383,29 @@ def legacy_items(http: httpx.Client) -> float | None:
             }:
                 return sample.value
     return None
+
+
+def test_serve_gives_the_workers_a_private_metrics_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from bridge._cli import _metrics_folder
+    from bridge._rollout.metrics import MULTIPROC_ENV
+    from bridge._serving.manifest import parse_manifest
+
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    with_metrics = parse_manifest('[rollout]\nmetrics_path = "/_bridge/metrics"\n')
+    with _metrics_folder(with_metrics):
+        folder = Path(os.environ[MULTIPROC_ENV])
+        assert folder.is_dir() and not any(folder.iterdir())
+        assert folder.stat().st_mode & 0o077 == 0  # private to the server's user
+        (folder / "counter_1.db").write_bytes(b"x")  # what a worker writes
+    assert MULTIPROC_ENV not in os.environ
+    assert not folder.exists()
+
+    with _metrics_folder(parse_manifest("")):
+        assert MULTIPROC_ENV not in os.environ  # no metrics, no folder
+
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    with _metrics_folder(with_metrics):
+        assert os.environ[MULTIPROC_ENV] == str(tmp_path)  # the user's own is kept
+    assert tmp_path.is_dir()
