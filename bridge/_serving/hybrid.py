@@ -306,10 +306,7 @@ def metrics_for(
             path=manifest.path,
         )
     # The Prometheus implementation is imported only when metrics are on.
-    from bridge._rollout.metrics import (  # type: ignore[attr-defined, unused-ignore]
-        PrometheusMetrics,
-        metrics_app,
-    )
+    from bridge._rollout.metrics import PrometheusMetrics, metrics_app
 
     metrics = PrometheusMetrics(flask_app, fastapi_app)
     return metrics, metrics_app(metrics, token)

@@ -281,7 +281,6 @@ METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
 
 @pytest.fixture
 def live_project(project: Project) -> Project:
-    pytest.importorskip("bridge._rollout.live_shadow", reason="needs the rollout's serving side")
     (project.folder / f"{project.legacy}.py").write_text(
         textwrap.dedent(LIVE_LEGACY_SOURCE), encoding="utf-8"
     )
