@@ -357,10 +357,10 @@ def recording(app: ASGIApp, options: RecordOptions, redactor: Redactor) -> Traff
 
 
 def recording_hybrid_from_env() -> TrafficRecorder:
-    """The factory of ``serve --workers N --record``: each worker's hybrid, recording."""
-    from bridge._serving.hybrid import MANIFEST_ENV, build_hybrid
-    from bridge._serving.manifest import load_manifest
+    """The factory of ``serve --workers N --record``: each worker's hybrid, as
+    ``bridge.hybrid_from_env`` builds it, recording."""
+    from bridge._serving.hybrid import hybrid_from_env
 
-    manifest = load_manifest(os.environ[MANIFEST_ENV])
+    app = hybrid_from_env()
     options = RecordOptions.from_env(os.environ[RECORD_ENV])
-    return recording(build_hybrid(manifest), options, manifest.redactor)
+    return recording(app, options, app.manifest.redactor)
