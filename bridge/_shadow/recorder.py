@@ -78,12 +78,19 @@ class _Layout:
         return next(table for table in self.tables if table.name == name)
 
 
+TOOLKIT_TABLES = "flask2fastapi_"
+"""The prefix of the toolkit's own tables, such as the rollout store's: a running
+hybrid counts requests there, whichever side answers, so they are not the app's
+writes and are never recorded unless named."""
+
+
 class ChangeRecorder:
     """Snapshots the rows of a database's tables and puts them back.
 
-    Every table of *schema* (the default schema if ``None``) is recorded, or
-    only those named in *tables*. Tables are reflected when first needed, so
-    the recorder may be made before the app creates them. A table without a
+    Every table of *schema* (the default schema if ``None``) is recorded but
+    the toolkit's own (:data:`TOOLKIT_TABLES`), or only those named in *tables*.
+    Tables are reflected when first needed, so the recorder may be made before
+    the app creates them. A table without a
     primary key is compared as a multiset of whole rows.
 
     *engine* is a sync engine on the apps' database, for example
@@ -333,7 +340,10 @@ class ChangeRecorder:
     def _layout(self) -> _Layout:
         with self.engine.connect() as connection:
             existing = inspect(connection).get_table_names(schema=self.schema)
-            wanted = list(existing if self.table_names is None else self.table_names)
+            if self.table_names is None:
+                wanted = [name for name in existing if not name.startswith(TOOLKIT_TABLES)]
+            else:
+                wanted = list(self.table_names)
             missing = [name for name in wanted if name not in existing]
             if missing:
                 where = f"schema {self.schema}" if self.schema else "the database"

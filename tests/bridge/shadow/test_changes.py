@@ -54,7 +54,7 @@ from bridge._shadow.changes import (
     plan_restore,
 )
 from bridge._shadow.compare import MISSING, Difference
-from bridge._shadow.recorder import ChangeRecorder
+from bridge._shadow.recorder import TOOLKIT_TABLES, ChangeRecorder
 from tests.conftest import checked_out
 
 SUFFIX = os.getpid()
@@ -652,3 +652,33 @@ def test_rows_that_refer_to_each_other_are_flagged_as_a_cycle() -> None:
     batches, cyclic = plan_restore(empty, DatabaseState({"nodes": chain}, {}), {"nodes": shape})
     assert not cyclic
     assert batches == [Batch("delete", "nodes", ((1,),)), Batch("delete", "nodes", ((2,),))]
+
+
+def test_the_toolkits_own_tables_are_recorded_only_when_named(
+    shop: Engine, database_settings: DatabaseSettings
+) -> None:
+    # A running hybrid counts requests in the rollout store's tables, whichever
+    # side answers: that is no write of the app's.
+    schema = f"chg_own_{SUFFIX}" if database_settings.backend == "postgresql" else None
+    own = MetaData(schema=schema)
+    app_table = Table("notes", own, Column("id", Integer, primary_key=True))
+    counts = Table(f"{TOOLKIT_TABLES}counts", own, Column("id", Integer, primary_key=True))
+    if schema:
+        run(shop, text(f"CREATE SCHEMA {schema}"))
+    try:
+        own.create_all(shop)
+        recorder = ChangeRecorder(shop, schema=schema)
+        with recorder.capture() as capture:
+            new_id(shop, app_table)
+            new_id(shop, counts)
+        assert TOOLKIT_TABLES + "counts" not in recorder.tables
+        assert describe(capture.changes) == "notes +1"
+        named = ChangeRecorder(shop, schema=schema, tables=[f"{TOOLKIT_TABLES}counts"])
+        with named.capture() as capture:
+            new_id(shop, counts)
+        assert describe(capture.changes) == f"{TOOLKIT_TABLES}counts +1"
+    finally:
+        if schema:
+            run(shop, text(f"DROP SCHEMA {schema} CASCADE"))
+        else:
+            own.drop_all(shop)
