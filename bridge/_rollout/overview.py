@@ -1,0 +1,192 @@
+"""Where the migration stands, read from the manifest and the shared store.
+
+What the dashboard shows, gathered in one place and free of HTML: one
+:class:`RouteRow` per Flask route, the :class:`Overview` above them, and the
+time series of one route's charts. Everything comes from the store, so every
+worker and machine shows the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bridge._rollout.store import (
+    Counts,
+    Event,
+    Latencies,
+    Override,
+    RolloutStore,
+)
+from bridge._serving.manifest import Manifest, RouteKey, RouteState
+from bridge._serving.routing import FlaskRoute
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class RouteRow:
+    key: RouteKey
+    endpoint: str
+    ported: bool
+    configured: RouteState
+    effective: RouteState
+    percent: float | None
+    """The canary's share of users, as it applies (the override's, else the manifest's)."""
+    hour: Counts
+    """The last hour's counts."""
+    total: Counts
+    latencies: Latencies
+    """The last hour's answer times."""
+    override: Override | None
+    last_demotion: Event | None
+
+    @property
+    def demoted(self) -> bool:
+        return self.override is not None and self.override.demoted
+
+
+@dataclass(frozen=True)
+class Overview:
+    rows: list[RouteRow]
+    at: float
+
+    @property
+    def ported(self) -> int:
+        """Routes the port serves to everyone."""
+        return sum(row.effective is RouteState.ASYNC for row in self.rows)
+
+    @property
+    def async_share(self) -> float | None:
+        """The async side's share of the last hour's requests."""
+        hour = sum((row.hour for row in self.rows), Counts())
+        served = hour.served_legacy + hour.served_async
+        return hour.served_async / served if served else None
+
+    @property
+    def demoted(self) -> int:
+        return sum(row.demoted for row in self.rows)
+
+
+def effective_state(
+    configured: RouteState, configured_percent: float | None, override: Override | None
+) -> tuple[RouteState, float | None]:
+    """The state a route is served in, and its canary share: the override's, else the
+    manifest's."""
+    if override is None:
+        return configured, configured_percent
+    return override.state, override.percent
+
+
+def overview(
+    manifest: Manifest,
+    routes: Iterable[FlaskRoute],
+    store: RolloutStore,
+    *,
+    now: float | None = None,
+) -> Overview:
+    """Every route's row, from one read of each of the store's tables."""
+    now = time.time() if now is None else now
+    overrides = store.overrides()
+    hour = store.counts(since=now - HOUR)
+    total = store.counts()
+    latencies = store.latencies(since=now - HOUR)
+    demotions: dict[RouteKey, Event] = {}
+    for event in store.events(limit=1000):
+        if event.action == "demote":
+            demotions.setdefault(event.route, event)  # newest first
+    rows = []
+    for route in routes:
+        key = route.key
+        plan = manifest.plan(key.method, key.rule)
+        percent = plan.percent if plan.state is RouteState.CANARY else None
+        effective, effective_percent = effective_state(plan.state, percent, overrides.get(key))
+        rows.append(
+            RouteRow(
+                key=key,
+                endpoint=route.endpoint,
+                ported=route.ported,
+                configured=plan.state,
+                effective=effective,
+                percent=effective_percent,
+                hour=hour.get(key, Counts()),
+                total=total.get(key, Counts()),
+                latencies=latencies.get(key, Latencies()),
+                override=overrides.get(key),
+                last_demotion=demotions.get(key),
+            )
+        )
+    return Overview(rows=rows, at=now)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One route's last hour, a point per minute: what its charts draw."""
+
+    starts: list[float]
+    share_async: list[float | None]
+    p50: dict[str, list[float | None]] = field(default_factory=dict)
+    p95: dict[str, list[float | None]] = field(default_factory=dict)
+
+
+MINUTE = 60  # whole buckets: BUCKET_SECONDS divides it
+
+
+def series(store: RolloutStore, key: RouteKey | None, *, now: float | None = None) -> Series:
+    """*key*'s traffic share and latency per minute over the last hour; the share of
+    every route together when *key* is ``None`` (then without latencies)."""
+    now = time.time() if now is None else now
+    since = now - HOUR
+    first = int(since // MINUTE) * MINUTE
+    starts = [float(first + MINUTE * i) for i in range(int(HOUR // MINUTE) + 1)]
+    counts = {start: Counts() for start in starts}
+    for start, counted in store.counts_series(since=since, key=key).items():
+        minute = float(start // MINUTE * MINUTE)
+        if minute in counts:
+            counts[minute] = counts[minute] + counted
+    shares = [_share(counts[start]) for start in starts]
+    result = Series(starts=starts, share_async=shares)
+    if key is None:
+        return result
+    latencies = {start: Latencies() for start in starts}
+    for start, timed in store.latency_series(key, since=since).items():
+        minute = float(start // MINUTE * MINUTE)
+        if minute in latencies:
+            latencies[minute] = latencies[minute] + timed
+    for side in ("legacy", "async"):
+        result.p50[side] = [latencies[s].quantile(side, 0.5) for s in starts]
+        result.p95[side] = [latencies[s].quantile(side, 0.95) for s in starts]
+    return result
+
+
+def _share(counts: Counts) -> float | None:
+    served = counts.served_legacy + counts.served_async
+    return counts.served_async / served if served else None
+
+
+def promotion_refusal(row: RouteRow, target: RouteState, manifest: Manifest) -> str | None:
+    """Why moving *row* to *target* needs forcing, or ``None``.
+
+    A route that serves no user from its port yet (legacy or shadow) goes to
+    canary or async only once its shadows matched often enough: ``[rollout]
+    promote_match_rate`` over at least ``promote_min_compared`` compared requests.
+    """
+    if target not in (RouteState.CANARY, RouteState.ASYNC) or row.effective in (
+        RouteState.CANARY,
+        RouteState.ASYNC,
+    ):
+        return None
+    options = manifest.rollout
+    compared, rate = row.total.compared, row.total.match_rate
+    if compared < options.promote_min_compared:
+        return (
+            f"{row.key} has {compared} compared shadow requests; promotion needs "
+            f"{options.promote_min_compared}"
+        )
+    if rate is None or rate < options.promote_match_rate:
+        return (
+            f"{row.key} matched {rate or 0:.2%} of its shadows; promotion needs "
+            f"{options.promote_match_rate:.2%}"
+        )
+    return None
