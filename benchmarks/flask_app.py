@@ -8,6 +8,8 @@ I/O-bound view. The database and its pool come from ``DATABASE_URL`` and the
 
 from __future__ import annotations
 
+import secrets
+
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import text
@@ -22,6 +24,9 @@ db = SQLAlchemy()
 def create_app() -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config.update(DatabaseSettings.from_env().flask_config())
+    # flask2fastapi serve refuses an app without a session key; the benchmark
+    # signs no session, so any secret one does.
+    app.config["SECRET_KEY"] = secrets.token_hex()
     db.init_app(app)
 
     @app.get("/hello")
