@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.remote.webdriver import WebDriver
 
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
 """Where page tests keep their screenshots (ignored by git; CI may upload it)."""
@@ -36,7 +39,7 @@ def _binaries() -> tuple[str, str] | None:
 
 
 @contextmanager
-def chromium() -> Iterator[object]:
+def chromium() -> Iterator[WebDriver]:
     """A headless Chromium, closed after the block; skips the test without one."""
     binaries = _binaries()
     if binaries is None:
@@ -44,8 +47,6 @@ def chromium() -> Iterator[object]:
         if os.environ.get("FLASK2FASTAPI_REQUIRE_BROWSER"):
             pytest.fail(message)
         pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = binaries[0]

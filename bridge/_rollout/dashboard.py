@@ -34,6 +34,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from bridge._exceptions import ConfigurationError
+from bridge._rollout import commands
 from bridge._rollout import overview as views
 from bridge._rollout.pages import chart, environment, ms, percent, when
 from bridge._rollout.store import RolloutStore
@@ -75,9 +77,8 @@ _SORT_KEYS: dict[str, Callable[[views.RouteRow], Any]] = {
 class Dashboard:
     """The dashboard's ASGI app, answering the paths under *path*.
 
-    *manifest* and *routes* are called per page, so that a reloaded manifest
-    shows at once; *promotion_refusal* says why a promotion must be forced, or
-    ``None``.
+    *store*, *manifest* and *routes* are called per request, so that a
+    reloaded manifest shows at once, and the store once the server opened it.
     """
 
     def __init__(
@@ -85,20 +86,24 @@ class Dashboard:
         *,
         token: str,
         path: str,
-        store: RolloutStore,
+        store: Callable[[], RolloutStore | None],
         manifest: Callable[[], Manifest],
         routes: Callable[[], Iterable[FlaskRoute]],
-        promotion_refusal: Callable[[views.RouteRow, RouteState, Manifest], str | None],
     ) -> None:
         self.path = path.rstrip("/") + "/"
-        self.store = store
+        self._store = store
         self.manifest = manifest
         self.routes = routes
-        self.promotion_refusal = promotion_refusal
         self._token = token.encode()
         key = hashlib.sha256(b"flask2fastapi dashboard\0" + self._token).digest()
         self._key = key
         self._cookies = URLSafeTimedSerializer(key, salt="login")
+
+    @property
+    def store(self) -> RolloutStore:
+        store = self._store()
+        assert store is not None  # _respond answered 503 otherwise
+        return store
 
     def serves(self, path: str) -> bool:
         return path == self.path.rstrip("/") or path.startswith(self.path)
@@ -128,6 +133,12 @@ class Dashboard:
                 return self._login_page(request, status=401)
             return Response("the admin token is required\n", status_code=401)
         csrf = self._csrf(login)
+        if self._store() is None:
+            return Response(
+                "the rollout store is not open: the server opens it at start-up when the "
+                "manifest names a FastAPI app; see the server's log\n",
+                status_code=503,
+            )
         if method == "POST":
             form = dict(parse_qsl((await request.body()).decode("latin-1")))
             if not hmac.compare_digest(form.get("csrf", ""), csrf):
@@ -291,42 +302,37 @@ class Dashboard:
             return Response("no such route\n", status_code=404)
         back = f"{self.path}route?key={_quote(str(row.key))}"
         try:
-            done = await anyio.to_thread.run_sync(self._change, manifest, row, form)
-        except ValueError as exc:
-            return RedirectResponse(f"{back}&{urlencode({'error': str(exc)})}", status_code=303)
-        return RedirectResponse(f"{back}&{urlencode({'done': done})}", status_code=303)
+            outcome = await anyio.to_thread.run_sync(self._change, manifest, row, form)
+        except ConfigurationError as exc:
+            outcome = commands.Outcome(str(exc), ok=False)
+        said = {"done" if outcome.ok else "error": outcome.text}
+        return RedirectResponse(f"{back}&{urlencode(said)}", status_code=303)
 
-    def _change(self, manifest: Manifest, row: views.RouteRow, form: dict[str, str]) -> str:
-        action = form.get("action")
+    def _change(
+        self, manifest: Manifest, row: views.RouteRow, form: dict[str, str]
+    ) -> commands.Outcome:
+        """The change the form asks for, made as the CLI's command makes it."""
+        action, route = form.get("action"), row.route
         if action == "demote":
-            if not self.store.demote(row.key, reason="demoted from the dashboard", actor=ACTOR):
-                raise ValueError(f"{row.key} is already demoted")
-            return f"{row.key} demoted to legacy"
+            reason = "demoted from the dashboard"
+            return commands.demote(self.store, manifest, route, reason=reason, actor=ACTOR)
         if action == "clear":
-            if not self.store.clear(row.key, actor=ACTOR):
-                raise ValueError(f"{row.key} has no override to clear")
-            return f"{row.key} is back to its manifest state, {row.configured}"
+            return commands.clear(self.store, manifest, route, actor=ACTOR)
         if action != "promote":
-            raise ValueError(f"unknown action {action!r}: promote, demote or clear")
+            raise ConfigurationError(f"unknown action {action!r}: promote, demote or clear")
         target = form.get("state", "")
-        if target not in (RouteState.SHADOW, RouteState.CANARY, RouteState.ASYNC):
-            raise ValueError(f"cannot promote to {target!r}: choose shadow, canary or async")
+        if target not in commands.PROMOTE_TARGETS:
+            raise ConfigurationError(f"cannot promote to {target!r}: shadow, canary or async")
         state = RouteState(target)
-        if not row.ported:
-            raise ValueError(f"{row.key} has no port in the FastAPI app: port it first")
-        percent_value = _percent(form.get("percent", "")) if state is RouteState.CANARY else None
-        refusal = self.promotion_refusal(row, state, manifest)
-        if refusal and not form.get("force"):
-            raise ValueError(f"{refusal}; tick 'below the bar' to promote all the same")
-        self.store.set_state(
-            row.key,
-            state,
-            percent=percent_value,
+        return commands.promote(
+            self.store,
+            manifest,
+            route,
+            to=state,
+            percent=_percent(form.get("percent", "")) if state is RouteState.CANARY else None,
+            force=bool(form.get("force")),
             actor=ACTOR,
-            reason="forced from the dashboard" if refusal else "",
         )
-        share = f" for {percent_value:g}% of users" if percent_value is not None else ""
-        return f"{row.key} set to {state}{share}"
 
 
 def _percent(text: str) -> float:
@@ -335,7 +341,9 @@ def _percent(text: str) -> float:
     except ValueError:
         value = -1.0
     if not 0 < value <= 100:
-        raise ValueError(f"a canary's percent must be a number above 0 to 100, got {text!r}")
+        raise ConfigurationError(
+            f"a canary's percent must be a number above 0 to 100, got {text!r}"
+        )
     return value
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from bridge._rollout.commands import effective_state
 from bridge._rollout.store import (
     Counts,
     Event,
@@ -27,9 +28,7 @@ HOUR = 3600.0
 
 @dataclass(frozen=True)
 class RouteRow:
-    key: RouteKey
-    endpoint: str
-    ported: bool
+    route: FlaskRoute
     configured: RouteState
     effective: RouteState
     percent: float | None
@@ -41,6 +40,18 @@ class RouteRow:
     """The last hour's answer times."""
     override: Override | None
     last_demotion: Event | None
+
+    @property
+    def key(self) -> RouteKey:
+        return self.route.key
+
+    @property
+    def endpoint(self) -> str:
+        return self.route.endpoint
+
+    @property
+    def ported(self) -> bool:
+        return self.route.ported
 
     @property
     def demoted(self) -> bool:
@@ -69,16 +80,6 @@ class Overview:
         return sum(row.demoted for row in self.rows)
 
 
-def effective_state(
-    configured: RouteState, configured_percent: float | None, override: Override | None
-) -> tuple[RouteState, float | None]:
-    """The state a route is served in, and its canary share: the override's, else the
-    manifest's."""
-    if override is None:
-        return configured, configured_percent
-    return override.state, override.percent
-
-
 def overview(
     manifest: Manifest,
     routes: Iterable[FlaskRoute],
@@ -99,15 +100,11 @@ def overview(
     rows = []
     for route in routes:
         key = route.key
-        plan = manifest.plan(key.method, key.rule)
-        percent = plan.percent if plan.state is RouteState.CANARY else None
-        effective, effective_percent = effective_state(plan.state, percent, overrides.get(key))
+        effective, effective_percent = effective_state(key, manifest, overrides.get(key))
         rows.append(
             RouteRow(
-                key=key,
-                endpoint=route.endpoint,
-                ported=route.ported,
-                configured=plan.state,
+                route=route,
+                configured=manifest.state(key.method, key.rule),
                 effective=effective,
                 percent=effective_percent,
                 hour=hour.get(key, Counts()),
@@ -163,30 +160,3 @@ def series(store: RolloutStore, key: RouteKey | None, *, now: float | None = Non
 def _share(counts: Counts) -> float | None:
     served = counts.served_legacy + counts.served_async
     return counts.served_async / served if served else None
-
-
-def promotion_refusal(row: RouteRow, target: RouteState, manifest: Manifest) -> str | None:
-    """Why moving *row* to *target* needs forcing, or ``None``.
-
-    A route that serves no user from its port yet (legacy or shadow) goes to
-    canary or async only once its shadows matched often enough: ``[rollout]
-    promote_match_rate`` over at least ``promote_min_compared`` compared requests.
-    """
-    if target not in (RouteState.CANARY, RouteState.ASYNC) or row.effective in (
-        RouteState.CANARY,
-        RouteState.ASYNC,
-    ):
-        return None
-    options = manifest.rollout
-    compared, rate = row.total.compared, row.total.match_rate
-    if compared < options.promote_min_compared:
-        return (
-            f"{row.key} has {compared} compared shadow requests; promotion needs "
-            f"{options.promote_min_compared}"
-        )
-    if rate is None or rate < options.promote_match_rate:
-        return (
-            f"{row.key} matched {rate or 0:.2%} of its shadows; promotion needs "
-            f"{options.promote_match_rate:.2%}"
-        )
-    return None

@@ -23,7 +23,9 @@ _BASE = """<!doctype html>
   body { font: 14px/1.45 system-ui, sans-serif; margin: 0; color: #18181b; background: #fafafa; }
   header { background: #18181b; color: #fafafa; padding: .6rem 1.2rem; display: flex;
            justify-content: space-between; align-items: center; }
-  header a, header button { color: #fafafa; }
+  header a { color: #fafafa; }
+  header button { color: #fafafa; background: transparent; border: 1px solid #71717a;
+                  border-radius: 4px; padding: .15rem .6rem; cursor: pointer; }
   header form { margin: 0; }
   main { padding: 1rem 1.2rem; }
   h1 { font-size: 1.1rem; margin: 0; }
@@ -120,7 +122,7 @@ _OVERVIEW = """{% extends "base" %}
 legacy / async): the last hour. Shadow match rate: since the route was first shadowed.
 Read at {{ when(overview.at) }}.</p>
 <h2>Traffic served by the async side, last hour</h2>
-{{ chart(share, 'share')|safe }}
+{{ chart(share, 'share', '%')|safe }}
 {% endblock %}
 """
 
@@ -138,9 +140,9 @@ by {{ row.override.actor }} at {{ when(row.override.at) }}{% if row.override.rea
 <form class="inline" method="post" action="{{ base }}action">
   <input type="hidden" name="csrf" value="{{ csrf }}"><input type="hidden" name="key" value="{{ row.key }}">
   <input type="hidden" name="action" value="promote">
-  <label>to <select name="state">{% for each in ['shadow', 'canary', 'async'] %}<option>{{ each }}</option>{% endfor %}</select></label>
+  <label>to <select name="state">{% for each in ['shadow', 'canary', 'async'] %}<option value="{{ each }}">{{ each }}</option>{% endfor %}</select></label>
   <label>percent <input name="percent" size="4" inputmode="decimal" value="{{ '%g' % row.percent if row.percent is not none else '' }}"></label>
-  <label><input type="checkbox" name="force" value="1"> below the bar</label>
+  <label><input type="checkbox" name="force" value="1"> force, below the promotion bar</label>
   <button name="go" value="promote">Promote</button>
 </form>
 <form class="inline" method="post" action="{{ base }}action">
@@ -154,9 +156,9 @@ by {{ row.override.actor }} at {{ when(row.override.at) }}{% if row.override.rea
 
 <h2>Latency by side, last hour (p50 solid, p95 dashed)</h2>
 <p class="legend"><span style="color: var(--legacy)">legacy</span><span style="color: var(--async)">async</span></p>
-{{ chart(latency, 'latency')|safe }}
+{{ chart(latency, 'latency', ' ms')|safe }}
 <h2>Traffic served by the async side, last hour</h2>
-{{ chart(share, 'share')|safe }}
+{{ chart(share, 'share', '%')|safe }}
 
 <h2>Recent mismatches</h2>
 {% for mismatch in mismatches %}
@@ -202,8 +204,10 @@ def when(at: datetime | float) -> str:
 _WIDTH, _HEIGHT, _PAD = 720, 160, 4
 
 
-def chart(lines: Sequence[tuple[str, str, Sequence[float | None]]], name: str) -> str:
-    """An SVG line chart of *lines*: ``(css colour, dash pattern, values)``.
+def chart(
+    lines: Sequence[tuple[str, str, Sequence[float | None]]], name: str, unit: str = ""
+) -> str:
+    """An SVG line chart of *lines*: ``(css colour, dash pattern, values)``, in *unit*.
 
     The values share one vertical scale from 0; a missing value breaks its line.
     """
@@ -216,17 +220,24 @@ def chart(lines: Sequence[tuple[str, str, Sequence[float | None]]], name: str) -
     for colour, dash, values in lines:
         step = (_WIDTH - 2 * _PAD) / max(len(values) - 1, 1)
         for run in _runs(values):
-            points = " ".join(
-                f"{_PAD + i * step:.1f},"
-                f"{_HEIGHT - _PAD - min(v, top) / top * (_HEIGHT - 2 * _PAD):.1f}"
+            points = [
+                (_PAD + i * step, _HEIGHT - _PAD - min(v, top) / top * (_HEIGHT - 2 * _PAD))
                 for i, v in run
-            )
+            ]
+            text = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             parts.append(
                 f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" '
-                f'stroke-dasharray="{dash}" points="{points}"/>'
+                f'stroke-dasharray="{dash}" points="{text}"/>'
+            )
+            # A point of its own too: a minute alone between gaps has no line.
+            parts.extend(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" fill="{colour}"/>' for x, y in points
             )
     parts.append(
-        f'<text x="{_PAD + 2}" y="14" font-size="11" fill="#71717a">max {top:g}</text></svg>'
+        f'<text x="{_PAD + 2}" y="14" font-size="11" fill="#71717a">max {top:g}{unit}</text>'
+        f'<text x="{_PAD + 2}" y="{_HEIGHT - 6}" font-size="11" fill="#71717a">an hour ago</text>'
+        f'<text x="{_WIDTH - _PAD - 2}" y="{_HEIGHT - 6}" font-size="11" fill="#71717a" '
+        'text-anchor="end">now</text></svg>'
     )
     return "".join(parts)
 

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from bridge._rollout.dashboard import COOKIE, Dashboard
-from bridge._rollout.overview import promotion_refusal
 from bridge._rollout.store import Counts, Latencies, Mismatch, RolloutStore
 from bridge._serving.manifest import RouteKey, RouteState, parse_manifest
 from bridge._serving.routing import FlaskRoute
@@ -44,10 +43,9 @@ async def client(store: RolloutStore) -> AsyncIterator[httpx.AsyncClient]:
     dashboard = Dashboard(
         token=TOKEN,
         path="/_bridge/",
-        store=store,
+        store=lambda: store,
         manifest=lambda: MANIFEST,
         routes=lambda: ROUTES,
-        promotion_refusal=promotion_refusal,
     )
     transport = httpx.ASGITransport(app=dashboard)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -209,7 +207,9 @@ async def test_promoting_below_the_bar_needs_forcing(
 
     refused = await client.post("/_bridge/action", data={**form, "percent": "10"})
     assert refused.status_code == 303
-    assert "matched+90.00%25" in refused.headers["location"]
+    assert "error=" in refused.headers["location"]
+    refusal = (await client.get(refused.headers["location"])).text
+    assert "not promoted: match rate 90% over 10 compared requests" in refusal
     assert store.overrides() == {}
 
     bad = await client.post("/_bridge/action", data={**form, "percent": "120", "force": "1"})
@@ -224,7 +224,7 @@ async def test_promoting_below_the_bar_needs_forcing(
         "dashboard",
     )
     page = (await client.get(forced.headers["location"])).text
-    assert "GET /api/products/&lt;int:product_id&gt; set to canary for 10% of users" in page
+    assert "GET /api/products/&lt;int:product_id&gt;: shadow -&gt; canary 10%, by dashboard" in page
 
 
 async def test_a_port_less_route_cannot_be_promoted(
