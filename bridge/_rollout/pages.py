@@ -122,7 +122,7 @@ _OVERVIEW = """{% extends "base" %}
 legacy / async): the last hour. Shadow match rate: since the route was first shadowed.
 Read at {{ when(overview.at) }}.</p>
 <h2>Traffic served by the async side, last hour</h2>
-{{ chart(share, 'share', '%')|safe }}
+{{ chart(share, 'share', '%', 100)|safe }}
 {% endblock %}
 """
 
@@ -158,7 +158,7 @@ by {{ row.override.actor }} at {{ when(row.override.at) }}{% if row.override.rea
 <p class="legend"><span style="color: var(--legacy)">legacy</span><span style="color: var(--async)">async</span></p>
 {{ chart(latency, 'latency', ' ms')|safe }}
 <h2>Traffic served by the async side, last hour</h2>
-{{ chart(share, 'share', '%')|safe }}
+{{ chart(share, 'share', '%', 100)|safe }}
 
 <h2>Recent mismatches</h2>
 {% for mismatch in mismatches %}
@@ -205,14 +205,19 @@ _WIDTH, _HEIGHT, _PAD = 720, 160, 4
 
 
 def chart(
-    lines: Sequence[tuple[str, str, Sequence[float | None]]], name: str, unit: str = ""
+    lines: Sequence[tuple[str, str, Sequence[float | None]]],
+    name: str,
+    unit: str = "",
+    top: float | None = None,
 ) -> str:
     """An SVG line chart of *lines*: ``(css colour, dash pattern, values)``, in *unit*.
 
-    The values share one vertical scale from 0; a missing value breaks its line.
+    The values share one vertical scale from 0 to *top* (else their largest
+    finite value); a missing value breaks its line.
     """
-    top = max((v for _, _, values in lines for v in values if v is not None), default=0.0)
-    top = top if top > 0 and math.isfinite(top) else 1.0
+    if top is None:
+        finite = (v for _, _, values in lines for v in values if v is not None)
+        top = max((v for v in finite if math.isfinite(v)), default=0.0) or 1.0
     parts = [
         f'<svg class="chart" data-chart="{name}" width="{_WIDTH}" height="{_HEIGHT}" '
         f'viewBox="0 0 {_WIDTH} {_HEIGHT}" role="img" aria-label="{name} chart">'
