@@ -151,6 +151,10 @@ class RolloutOptions:
     """Recorded mismatches kept per route; the oldest go first."""
     metrics_path: str | None = None
     metrics_token: str | None = None
+    dashboard_path: str = "/_bridge/"
+    """Where the dashboard is served, once an admin token is set."""
+    admin_token: str | None = None
+    """The dashboard's token; else ``FLASK2FASTAPI_ADMIN_TOKEN``. Without either it is off."""
     database: str | None = None
     """The rollout store's database URL; ``None`` is the app's ``DATABASE_URL``."""
 
@@ -385,6 +389,9 @@ def _rollout(table: Mapping[str, Any]) -> RolloutOptions:
     metrics_path = _optional_str(table, "metrics_path", where, example='"/_bridge/metrics"')
     if metrics_path is not None and not metrics_path.startswith("/"):
         raise ManifestError(f'{where} metrics_path must start with "/", got {metrics_path!r}')
+    dashboard_path = table.get("dashboard_path", default.dashboard_path)
+    if not isinstance(dashboard_path, str) or not dashboard_path.startswith("/"):
+        raise ManifestError(f'{where} dashboard_path must start with "/", got {dashboard_path!r}')
     return RolloutOptions(
         bucket_key=bucket_key,
         sample=_number(table, "sample", where, 0, 1, default=default.sample),
@@ -406,6 +413,8 @@ def _rollout(table: Mapping[str, Any]) -> RolloutOptions:
         keep_mismatches=_positive_int(table, "keep_mismatches", default.keep_mismatches, where),
         metrics_path=metrics_path,
         metrics_token=_optional_str(table, "metrics_token", where, example="a long random text"),
+        dashboard_path=dashboard_path.rstrip("/") + "/",
+        admin_token=_optional_str(table, "admin_token", where, example="a long random text"),
         database=_optional_str(table, "database", where, example='"postgresql://app@db/shop"'),
     )
 
