@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask.json.tag import TaggedJSONSerializer
-from flask.sessions import SecureCookieSession
+from flask.sessions import SecureCookieSession, SessionMixin
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -51,6 +51,7 @@ class FlaskSession(SecureCookieSession):
     ``request.session`` must do the same.
     """
 
+    _accessed_on_use = True
     __getitem__ = _marks_accessed(SecureCookieSession.__getitem__)
     __contains__ = _marks_accessed(SecureCookieSession.__contains__)
     __iter__ = _marks_accessed(SecureCookieSession.__iter__)
@@ -66,6 +67,29 @@ class FlaskSession(SecureCookieSession):
     popitem = _marks_accessed(SecureCookieSession.popitem)
     setdefault = _marks_accessed(SecureCookieSession.setdefault)
     update = _marks_accessed(SecureCookieSession.update)
+
+
+_USES = tuple(name for name, value in vars(FlaskSession).items() if hasattr(value, "__wrapped__"))
+
+
+@functools.cache
+def _marking(cls: type[Any]) -> type[Any]:
+    uses = {name: _marks_accessed(getattr(cls, name)) for name in _USES if hasattr(cls, name)}
+    namespace = {"__slots__": (), "__module__": cls.__module__, "_accessed_on_use": True}
+    return type(cls.__name__, (cls,), {**namespace, **uses})
+
+
+def mark_accessed_on_use(session: SessionMixin) -> SessionMixin:
+    """*session*, now marked *accessed* by any read or write, as :class:`FlaskSession` is.
+
+    For a session some ``session_interface`` opened: its class becomes a
+    subclass of its own, so ``isinstance`` checks and ``save_session`` see the
+    class they expect. A session that is not a dict is left as it is.
+    """
+    if isinstance(session, dict) and not getattr(type(session), "_accessed_on_use", False):
+        # A dict subclass is unhashable; its class is not, whatever mypy infers.
+        session.__class__ = _marking(type(session))  # type: ignore[arg-type]
+    return session
 
 
 @dataclass(frozen=True)

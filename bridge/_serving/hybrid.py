@@ -32,6 +32,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import MapAdapter
 
 from bridge._porting.error_envelope import flask_error_response
+from bridge._porting.flask_context import install_from_options
 from bridge._serving.loading import load_fastapi_app, load_flask_app
 from bridge._serving.manifest import Manifest, RouteState, load_manifest
 from bridge._serving.routing import RouteTable
@@ -50,6 +51,7 @@ class HybridApp:
         self.fastapi_app = fastapi_app
         self.manifest = manifest
         self.options = manifest.options
+        install_from_options(fastapi_app, flask_app, self.options)
         self.routes = RouteTable(
             flask_app.url_map, fastapi_app.routes, manifest, bind=self.url_adapter
         )

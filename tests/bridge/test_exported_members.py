@@ -51,6 +51,8 @@ EXPORTED = {
     "execute",
     "flask_redirect",
     "install_error_envelope",
+    "install_flask_behaviour",
+    "flask_g",
     "is_bad_value",
     "is_database_unavailable",
     "load_cases",
