@@ -9,6 +9,11 @@ cookie is set, refreshed or deleted and when ``Vary: Cookie`` is added. A login
 or logout on either side is seen by the other.
 
 Routes read and write ``request.session`` as they would Flask's ``session``.
+
+This middleware needs no Flask app, and knows Flask's signed cookie alone.
+With the Flask app at hand, :func:`~bridge.install_flask_behaviour` (or the
+manifest's ``[bridge] flask_session``) opens and saves the session with the
+app's own ``session_interface`` instead, whatever it is.
 """
 
 from __future__ import annotations
