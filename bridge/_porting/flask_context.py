@@ -92,7 +92,8 @@ def install_flask_behaviour(
     more; the hybrid installs it when the manifest's ``[bridge]`` asks.
 
     Raises :class:`~bridge.ConfigurationError` when the Flask app's session
-    interface cannot be used from the port (see :func:`check_session_interface`).
+    interface cannot be used from the port (see :func:`check_session_interface`),
+    or, with *session* off, cannot be read by the app's ``FlaskSessionMiddleware``.
     """
     installed = getattr(app.state, "flask_behaviour", None)
     if installed is not None:
@@ -105,6 +106,8 @@ def install_flask_behaviour(
     session = session or after_request
     if session:
         check_session_interface(flask_app)
+    else:
+        refuse_cookie_only_session(app, flask_app)
     cycle = FlaskCycle(flask_app)
     app.state.flask_behaviour = cycle
     _drop_middleware(app, FlaskSessionMiddleware if session else None)
@@ -130,6 +133,11 @@ def install_from_options(app: FastAPI, flask_app: Flask, options: BridgeOptions)
             after_request=options.after_request,
         )
         return
+    refuse_cookie_only_session(app, flask_app)
+
+
+def refuse_cookie_only_session(app: FastAPI, flask_app: Flask) -> None:
+    """Refuse a ``FlaskSessionMiddleware`` on *app* that cannot read *flask_app*'s sessions."""
     interface = flask_app.session_interface
     cookie_only = any(_is(m, FlaskSessionMiddleware) for m in app.user_middleware)
     if cookie_only and type(interface) is not SecureCookieSessionInterface:

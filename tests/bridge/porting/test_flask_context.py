@@ -91,9 +91,22 @@ def notes_flask(*, testing: bool = False, interface: SessionInterface | None = N
             abort(400)
         return jsonify(text=data["text"]), 201
 
+    @app.errorhandler(Taken)
+    def taken(error: Taken) -> Any:
+        response = jsonify(msg=f"{error} is taken")
+        response.set_cookie("hint", "pick-another")
+        response.set_cookie("tries", "1")
+        return response, 409
+
     @app.get("/boom")
     def boom() -> Any:
         raise RuntimeError("boom")
+
+    @app.get("/names/<name>")
+    def claim(name: str) -> Any:
+        if name == "ann":
+            raise Taken(name)
+        abort(410, description=f"{name} is gone")
 
     @app.get("/whoami")
     def whoami() -> Any:
@@ -111,6 +124,10 @@ def notes_flask(*, testing: bool = False, interface: SessionInterface | None = N
 
     app.register_blueprint(api)
     return app
+
+
+class Taken(Exception):
+    """A business rule's refusal, rendered by the Flask app's handler for it."""
 
 
 class NewNote(BaseModel):
@@ -146,6 +163,12 @@ def notes_port() -> FastAPI:
     async def boom() -> Any:
         raise RuntimeError("boom")
 
+    @app.get("/names/{name}")
+    async def claim(name: str) -> Any:
+        if name == "ann":
+            raise Taken(name)
+        abort(410, description=f"{name} is gone")  # Werkzeug's, as in a Flask view
+
     @app.get("/whoami")
     async def whoami(request: Request) -> Any:
         request.session["seen"] = request.session.get("seen", 0) + 1
@@ -158,14 +181,19 @@ def notes_port() -> FastAPI:
     return app
 
 
+NOTE = Case(method="GET", path="/api/notes/1", headers={"Origin": FRONT})
+NO_NOTE = Case(method="GET", path="/api/notes/999")
+WHOAMI = Case(method="GET", path="/whoami", session={"user": "ann"})
 CASES = [
-    Case(method="GET", path="/api/notes/1", headers={"Origin": FRONT}),
-    Case(method="GET", path="/api/notes/999"),
+    NOTE,
+    NO_NOTE,
     Case(method="POST", path="/api/notes", json={"text": "hi"}, has_json=True),
     Case(method="POST", path="/api/notes", json={"text": 5}, has_json=True),
     Case(method="POST", path="/api/notes", body="not json", headers={"Content-Type": "x/y"}),
     Case(method="GET", path="/boom"),
-    Case(method="GET", path="/whoami", session={"user": "ann"}),
+    Case(method="GET", path="/names/ann"),
+    Case(method="GET", path="/names/bob"),
+    WHOAMI,
     Case(
         method="GET", path="/whoami", session={"user": "ann", "seen": 3}, headers={"Origin": FRONT}
     ),
@@ -194,9 +222,9 @@ async def test_the_port_answers_as_the_legacy_app(case: Case) -> None:
 @pytest.mark.parametrize(
     ("options", "case", "where"),
     [
-        (BridgeOptions(flask_session=True), CASES[0], "header access-control-allow-origin"),
-        (BridgeOptions(after_request=True), CASES[1], "$.msg"),
-        (BridgeOptions(flask_errors=True), CASES[6], "header x-user"),
+        (BridgeOptions(flask_session=True), NOTE, "header access-control-allow-origin"),
+        (BridgeOptions(after_request=True), NO_NOTE, "$.msg"),
+        (BridgeOptions(flask_errors=True), WHOAMI, "header x-user"),
     ],
 )
 async def test_each_part_left_out_is_a_difference(
@@ -299,9 +327,12 @@ async def test_a_server_side_session_stays_logged_in_across_both_sides() -> None
     assert list(interface.store.values()) == [{"user": "ann", "seen": 2}]
 
 
-def test_a_cookie_only_session_middleware_is_refused_for_a_server_side_interface() -> None:
+@pytest.mark.parametrize("options", [BridgeOptions(), BridgeOptions(flask_errors=True)])
+def test_a_cookie_only_session_middleware_is_refused_for_a_server_side_interface(
+    options: BridgeOptions,
+) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        server_side_hybrid(BridgeOptions())
+        server_side_hybrid(options)
     assert str(caught.value) == (
         "the Flask app keeps its sessions with DictSessionInterface, which "
         "FlaskSessionMiddleware cannot read: set [bridge] flask_session = true "
