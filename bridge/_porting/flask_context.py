@@ -13,6 +13,8 @@ copy of it:
   (say ``OperationalError``) goes to that handler; any other is logged by the
   app's ``log_exception``, sent to ``got_request_exception``, and answered by
   the app's 500 handler, even with ``TESTING`` or ``PROPAGATE_EXCEPTIONS`` on.
+  A driver's connection error that SQLAlchemy leaves unwrapped (asyncpg's) is
+  handed over as the ``OperationalError`` the legacy side would have raised.
 - **session**: ``request.session`` is opened and saved by
   ``flask_app.session_interface``, so a custom or server-side interface works
   on both sides.
@@ -48,9 +50,11 @@ from flask.ctx import RequestContext, _AppCtxGlobals
 from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
 from flask.signals import got_request_exception
 from flask.wrappers import Response as FlaskResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from werkzeug.exceptions import (
@@ -63,6 +67,7 @@ from werkzeug.exceptions import (
 from werkzeug.exceptions import HTTPException as WerkzeugHTTPException
 
 from bridge._exceptions import ConfigurationError, PageNotFound
+from bridge._porting.db_errors import is_database_unavailable
 from bridge._porting.error_envelope import ServerErrorEnvelope, phrase
 from bridge._porting.sessions import FlaskSessionMiddleware, mark_accessed_on_use
 
@@ -170,7 +175,7 @@ def check_session_interface(flask_app: Flask) -> None:
         )
 
 
-def flask_g(request: Request) -> _AppCtxGlobals:
+async def flask_g(connection: HTTPConnection) -> _AppCtxGlobals:
     """The ``g`` this request's Flask code sees: a FastAPI dependency.
 
     What a port stores here is in ``flask.g`` when the Flask app's error
@@ -179,10 +184,13 @@ def flask_g(request: Request) -> _AppCtxGlobals:
 
         async def load_user(request: Request, g: Annotated[Any, Depends(flask_g)]) -> None:
             g.user = await users.get(request.session.get("user_id"))
+
+    A coroutine, so that FastAPI does not take a worker thread to call it; it
+    takes an ``HTTPConnection`` so that websocket routes may depend on it too.
     """
-    namespace = request.scope.get(G_SCOPE_KEY)
+    namespace = connection.scope.get(G_SCOPE_KEY)
     if namespace is None:
-        namespace = request.scope[G_SCOPE_KEY] = _AppCtxGlobals()
+        namespace = connection.scope[G_SCOPE_KEY] = _AppCtxGlobals()
     assert isinstance(namespace, _AppCtxGlobals)
     return namespace
 
@@ -253,6 +261,7 @@ class FlaskCycle:
     def _handle(app: Flask, exc: BaseException) -> Any:
         """``handle_user_exception``, then what ``handle_exception`` does without
         re-raising: the app's 500 even when ``PROPAGATE_EXCEPTIONS`` is on."""
+        exc = _as_flask_sees(exc)
         try:
             try:
                 raise exc  # handle_user_exception re-raises "the exception being handled"
@@ -306,11 +315,13 @@ class FlaskCycleMiddleware:
         self.after_request = after_request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         scope["session"] = await self._run(self.cycle.open_session, scope)
-        if self.after_request:
+        if scope["type"] == "websocket":  # read only: no response to save it in
+            await self.app(scope, receive, send)
+        elif self.after_request:
             await self.app(scope, receive, self._processing(scope, send))
         else:
             await self.app(scope, receive, self._saving(scope, send))
@@ -420,6 +431,22 @@ def _as_werkzeug(exc: Exception) -> WerkzeugHTTPException:
     return error
 
 
+def _as_flask_sees(exc: BaseException) -> BaseException:
+    """*exc* as the legacy side would have raised it, for the app's handlers to match.
+
+    asyncpg's connection errors (``ConnectionRefusedError``...) reach the port
+    unwrapped, where psycopg's reach Flask as SQLAlchemy's ``OperationalError``:
+    wrapped so, a handler the app registered for ``OperationalError`` or
+    ``DBAPIError`` answers them as it answers the legacy side's.
+    """
+    if isinstance(exc, DBAPIError) or not is_database_unavailable(exc):
+        return exc
+    wrapped = OperationalError(None, None, exc)
+    wrapped.__cause__ = exc
+    wrapped.__traceback__ = exc.__traceback__
+    return wrapped
+
+
 def _drop_middleware(app: FastAPI, kind: type | None) -> None:
     if kind is not None:
         app.user_middleware[:] = [m for m in app.user_middleware if not _is(m, kind)]
@@ -436,7 +463,14 @@ def environ_of(scope: Scope) -> dict[str, Any]:
         for k, v in scope.get("headers", ())
         if k not in (b"content-length", b"transfer-encoding")
     ]
-    full = {"http_version": "1.1", "query_string": b"", **scope, "headers": headers}
+    # A websocket's scope has no method: its handshake is a GET.
+    full = {
+        "http_version": "1.1",
+        "query_string": b"",
+        "method": "GET",
+        **scope,
+        "headers": headers,
+    }
     environ = build_environ(full, io.BytesIO())  # type: ignore[arg-type]
     return dict(environ)
 

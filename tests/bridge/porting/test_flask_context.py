@@ -10,12 +10,14 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from flask import Blueprint, Flask, abort, g, jsonify, request, session
 from flask.sessions import SessionInterface, SessionMixin
 from flask_cors import CORS
 from pydantic import BaseModel
+from starlette.requests import HTTPConnection
+from starlette.types import Message
 from werkzeug.datastructures import CallbackDict
 
 from bridge._exceptions import ConfigurationError
@@ -134,9 +136,9 @@ class NewNote(BaseModel):
     text: str
 
 
-async def load_user(request: Request, g: Annotated[Any, Depends(flask_g)]) -> None:
+async def load_user(connection: HTTPConnection, g: Annotated[Any, Depends(flask_g)]) -> None:
     """The port's before_request: what it loads into ``g`` the app's hooks see."""
-    g.user = request.session.get("user")
+    g.user = connection.session.get("user")
 
 
 def notes_port() -> FastAPI:
@@ -388,3 +390,40 @@ def test_the_bridge_keys_parse_and_refuse_a_non_boolean() -> None:
     assert not manifest.options.flask_session
     with pytest.raises(Exception, match=r"\[bridge\] flask_session must be true or false"):
         parse_manifest('[bridge]\nflask_session = "yes"\n')
+
+
+async def test_a_websocket_reads_the_session_the_flask_app_wrote() -> None:
+    flask_app, port = notes_flask(), notes_port()
+
+    @port.websocket("/ws")
+    async def greet(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"user": websocket.session.get("user")})
+        await websocket.close()
+
+    install_flask_behaviour(port, flask_app)
+    login = flask_app.test_client().post("/login", query_string={"user": "ann"})
+    cookie = login.headers["Set-Cookie"].split(";")[0].encode()
+    incoming: list[Message] = [{"type": "websocket.connect"}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"localhost"), (b"cookie", cookie)],
+        "scheme": "ws",
+        "server": ("localhost", 80),
+        "client": ("127.0.0.1", 1),
+        "subprotocols": [],
+    }
+    await port(scope, receive, send)
+    texts = [m.get("text") for m in sent if m["type"] == "websocket.send"]
+    assert texts == ['{"user":"ann"}']
