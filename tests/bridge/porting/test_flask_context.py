@@ -244,7 +244,11 @@ async def port_client() -> AsyncIterator[httpx.AsyncClient]:
     """The port alone, behind the hybrid with a testing Flask app."""
     flask_app = notes_flask(testing=True)
     port = notes_port()
-    routes = {RouteKey("GET", "/boom"): RouteState.ASYNC}
+    routes = {
+        RouteKey("GET", "/boom"): RouteState.ASYNC,
+        RouteKey("GET", "/api/notes/<int:note_id>"): RouteState.ASYNC,
+        RouteKey("POST", "/api/notes"): RouteState.ASYNC,
+    }
     hybrid = HybridApp(flask_app, port, Manifest(routes=routes, options=EVERYTHING))
     transport = httpx.ASGITransport(app=hybrid)
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
@@ -263,6 +267,20 @@ async def test_with_testing_on_a_port_exception_is_still_the_apps_500(
     assert response.headers["x-user"] == "-"  # the 500 went through after_request
     logged = [r for r in caplog.records if r.getMessage() == "Exception on /boom [GET]"]
     assert logged and isinstance(logged[0].exc_info and logged[0].exc_info[1], RuntimeError)
+
+
+async def test_with_testing_on_http_and_validation_errors_are_the_apps_handlers(
+    port_client: httpx.AsyncClient,
+) -> None:
+    missing = await port_client.get("/api/notes/999")
+    invalid = await port_client.post("/api/notes", json={"text": 5})
+    assert {missing.headers["x-bridge-side"], invalid.headers["x-bridge-side"]} == {"async"}
+    assert (missing.status_code, missing.json()) == (404, {"msg": "no note 999"})
+    assert missing.headers["x-api"] == "1"  # the blueprint's after_request, for its URL
+    assert (invalid.status_code, invalid.json()) == (
+        400,
+        {"msg": "Bad request: send {'text': string}"},
+    )
 
 
 async def test_fastapis_own_405_is_werkzeugs_with_its_allow_header() -> None:
