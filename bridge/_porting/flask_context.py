@@ -232,13 +232,8 @@ class FlaskCycle:
 
     def render_error(self, scope: Scope, exc: BaseException) -> Rendered:
         """The Flask app's response to *exc* raised while answering the request."""
-        with self._context(scope) as app:
-            response = app.make_response(self._handle(app, exc))
-            return (
-                response.status_code,
-                _asgi_headers(response.headers.to_wsgi_list()),
-                (response.get_data()),
-            )
+        with _PushedContext(self, scope) as app:
+            return _rendered(app.make_response(self._handle(app, exc)))
 
     def process_response(
         self, scope: Scope, status: int, headers: Headers, body: bytes
@@ -248,14 +243,8 @@ class FlaskCycle:
         A streamed response passes an empty *body* and keeps its own: the
         functions may change its headers, not its body.
         """
-        with self._context(scope) as app:
-            response = _flask_response(app, status, headers, body)
-            response = app.process_response(response)
-            return (
-                response.status_code,
-                _asgi_headers(response.headers.to_wsgi_list()),
-                (response.get_data()),
-            )
+        with _PushedContext(self, scope) as app:
+            return _rendered(app.process_response(_flask_response(app, status, headers, body)))
 
     @staticmethod
     def _handle(app: Flask, exc: BaseException) -> Any:
@@ -273,9 +262,6 @@ class FlaskCycle:
         got_request_exception.send(app, _async_wrapper=app.ensure_sync, exception=exc)
         app.log_exception((type(exc), exc, exc.__traceback__))  # type: ignore[arg-type]
         return app.handle_user_exception(InternalServerError(original_exception=exc))
-
-    def _context(self, scope: Scope) -> _PushedContext:
-        return _PushedContext(self, scope)
 
 
 class _PushedContext:
@@ -482,6 +468,10 @@ def _flask_response(app: Flask, status: int, headers: Headers, body: bytes = b""
     )
     response.response = [body]  # set_data would replace the port's Content-Length
     return response
+
+
+def _rendered(response: FlaskResponse) -> Rendered:
+    return response.status_code, _asgi_headers(response.headers.to_wsgi_list()), response.get_data()
 
 
 def _asgi_headers(headers: Iterable[tuple[str, str]]) -> Headers:
