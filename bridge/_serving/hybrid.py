@@ -46,6 +46,7 @@ from werkzeug.routing import MapAdapter
 
 from bridge._exceptions import ManifestError
 from bridge._porting.error_envelope import flask_error_response
+from bridge._porting.flask_cycle import install_from_options
 from bridge._rollout.live_shadow import TEE_LIMIT, Recorder, Shadows
 from bridge._rollout.metrics import NULL_METRICS, Metrics
 from bridge._rollout.runtime import Rollout, StoreFactory
@@ -92,6 +93,7 @@ class HybridApp:
         self.manifest = manifest
         self.options = manifest.options
         fastapi_app.state.flask_app = flask_app  # for the port's Flask adapters (flask_context.py)
+        install_from_options(fastapi_app, flask_app, self.options)
         self.routes = RouteTable(
             flask_app.url_map, fastapi_app.routes, manifest, bind=self.url_adapter
         )

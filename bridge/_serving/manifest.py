@@ -12,6 +12,9 @@
     max_body_size = 16777216
     header_timeout = 60       # seconds
     allow_development_key = false
+    flask_errors = false      # ports' errors answered by the Flask app's handlers
+    flask_session = false     # ports' session opened and saved by its session_interface
+    after_request = false     # ports' responses through its after_request functions
 
     [routes]
     "GET /api/products" = "async"
@@ -109,6 +112,12 @@ class BridgeOptions:
     # Serve a Flask app whose SECRET_KEY is a published development key, on a
     # loopback address only and with a warning: the demo's manifest sets it.
     allow_development_key: bool = False
+    # The Flask app's own error handlers, session interface and after_request
+    # functions around the ports (bridge._porting.flask_cycle); after_request
+    # implies flask_session, since Flask saves the session after the hooks.
+    flask_errors: bool = False
+    flask_session: bool = False
+    after_request: bool = False
 
 
 @dataclass(frozen=True)
@@ -354,6 +363,9 @@ _BRIDGE_KEYS = {
     "max_body_size",
     "header_timeout",
     "allow_development_key",
+    "flask_errors",
+    "flask_session",
+    "after_request",
 }
 
 
@@ -368,6 +380,9 @@ def _options(table: Mapping[str, Any]) -> BridgeOptions:
         allow_development_key=_bool(
             table, "allow_development_key", default.allow_development_key, where
         ),
+        flask_errors=_bool(table, "flask_errors", default.flask_errors, where),
+        flask_session=_bool(table, "flask_session", default.flask_session, where),
+        after_request=_bool(table, "after_request", default.after_request, where),
     )
 
 
