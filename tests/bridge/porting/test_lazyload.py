@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from flask import Flask
+from flask import Flask, g
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, ForeignKey, String, insert, select
 from sqlalchemy.ext.asyncio import AsyncAttrs
@@ -42,6 +42,11 @@ class Author(db.Model):  # type: ignore[name-defined,misc]
     def book_count(self) -> int:
         """As legacy models do: a query through Flask-SQLAlchemy's ``Model.query``."""
         return int(Book.query.filter_by(author_id=self.id).count())
+
+    @property
+    def is_mine(self) -> bool:
+        """As legacy models do: who is asking, from Flask's ``g``."""
+        return bool(g.user == self.name)
 
 
 class Book(db.Model):  # type: ignore[name-defined,misc]
@@ -152,6 +157,12 @@ def ported(database: AsyncDatabase) -> FastAPI:
         assert found.author is author
         return found.author.name
 
+    @app.get("/mine/{author_id}")
+    async def mine(author_id: int, session: DbSession) -> bool:
+        found = await session.get(Author, author_id)
+        assert found is not None
+        return found.is_mine
+
     @app.get("/count/{author_id}")
     async def count(author_id: int, session: DbSession) -> int:
         found = await session.get(Author, author_id)
@@ -212,9 +223,11 @@ async def test_loaded_relationships_work_in_a_port(
     assert from_identity_map.json() == "Le Guin"
 
 
-async def test_model_query_in_a_port_needs_the_flask_app(
+async def test_model_query_and_g_in_a_port_need_the_flask_app(
     database_settings: DatabaseSettings, library: Engine
 ) -> None:
     async with serving(AsyncDatabase(database_settings)) as client:
         with pytest.raises(RuntimeError, match=r"^Working outside of application context\."):
             await client.get("/count/1")
+        with pytest.raises(RuntimeError, match=r"^Working outside of application context\."):
+            await client.get("/mine/1")
