@@ -46,6 +46,7 @@ _VARIABLE = re.compile(r"<(?:(?P<converter>[^<>:(]+)(?P<args>\([^<>]*\))?:)?(?P<
 _NEEDS_USER = re.compile(r"login_required|admin_required|auth_required|current_user|g\.user")
 _USES_SESSION = re.compile(r"(?<![\w.])session\s*[\[.]")  # Flask's, not db.session
 _USES_REQUEST = re.compile(r"(?<![\w.])request\.")
+_READS_BODY = re.compile(r"get_json|get_data|(?<![\w.])request\.(?:json|form|data|files|stream)")
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 #: The ``user`` of the cases that need one: replace it with an account of your data.
@@ -102,7 +103,8 @@ def scaffold_port(flask_app: Flask, endpoint: str, fastapi_app: Any = None) -> S
     dependencies = port_dependencies(fastapi_app)
     needs_user = bool(_NEEDS_USER.search(source))
     route = _route_module(endpoint, rules, source, where, dependencies, needs_user)
-    return Scaffold(endpoint, route, _cases_text(rules, needs_user and bool(dependencies.users)))
+    reads_body = bool(_READS_BODY.search(source))
+    return Scaffold(endpoint, route, _cases_text(rules, needs_user, reads_body))
 
 
 def endpoint_rules(flask_app: Flask, endpoint: str) -> list[tuple[list[str], Rule]]:
@@ -168,7 +170,8 @@ def _by_converter(name: str, converter: BaseConverter) -> Parameter:
         literal = f"Literal[{', '.join(_str(item) for item in items)}]"
         note = (
             "a value outside any() matches no Flask rule, so the hybrid sends it here and "
-            "FastAPI refuses it with 422 (the error envelope's answer), not Flask's 404"
+            "FastAPI refuses it as invalid (400 under install_error_envelope, else 422) "
+            "where Flask answers 404: answer those with 404"
         )
         refused = ("not-" + "-".join(items),)
         return Parameter(name, literal, f"{{{name}}}", items, refused, note)
@@ -442,24 +445,32 @@ def _commented(source: str, where: str) -> str:
 # -- The cases file -----------------------------------------------------------------
 
 
-def _cases_text(rules: Iterable[tuple[list[str], Rule]], needs_user: bool) -> str:
-    cases = [case for methods, rule in rules for case in _rule_cases(methods, rule, needs_user)]
+def _cases_text(rules: Iterable[tuple[list[str], Rule]], needs_user: bool, reads_body: bool) -> str:
+    cases = [
+        case
+        for methods, rule in rules
+        for method in methods
+        for case in _rule_cases(method, rule, needs_user, reads_body and method in _WRITES)
+    ]
     return "".join(json.dumps(case) + "\n" for case in cases)
 
 
-def _rule_cases(methods: list[str], rule: Rule, needs_user: bool) -> Iterator[dict[str, Any]]:
+def _rule_cases(
+    method: str, rule: Rule, needs_user: bool, sends_body: bool
+) -> Iterator[dict[str, Any]]:
+    """A case with sample values, one per value a variable takes or refuses, a
+    missing row, then logged out and a body that is not JSON where they apply."""
     params = parameters(rule)
     base = {p.name: (p.valid or ("x",))[0] for p in params}
     who = {"user": CASE_USER} if needs_user else {}
-    for method in methods:
-        body: dict[str, Any] = {"json": {}} if method in _WRITES else {}
-        path = _concrete(rule, base)
-        yield {"name": f"{method} {rule.rule}", "method": method, "path": path, **who, **body}
-        yield from _variable_cases(method, rule, params, base, {**who, **body})
-        if needs_user:
-            yield {"name": "logged out", "method": method, "path": path, **body}
-        if method in _WRITES:
-            yield {**_not_json(method, rule, base), **who}
+    body: dict[str, Any] = {"json": {}} if sends_body else {}
+    path = _concrete(rule, base)
+    yield {"name": f"{method} {rule.rule}", "method": method, "path": path, **who, **body}
+    yield from _variable_cases(method, rule, params, base, {**who, **body})
+    if needs_user:
+        yield {"name": "logged out", "method": method, "path": path, **body}
+    if sends_body:
+        yield {**_not_json(method, rule, base), **who}
 
 
 def _variable_cases(

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
-from flask import Flask, g
+from flask import Flask, g, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter
 
@@ -42,6 +42,7 @@ def every_converter_app() -> Flask:
 
     @app.route("/mixed/<float:ratio>/<uuid:key>/<string:name>/<plain>", methods=["GET", "PUT"])
     def mixed(ratio: float, key: uuid.UUID, name: str, plain: str) -> str:
+        request.get_json(silent=True)  # a body its cases send
         return f"{ratio} {key} {name} {plain}"
 
     @app.get("/files/<path:rest>")
@@ -176,6 +177,31 @@ def test_a_view_that_needs_a_user_gets_the_apps_user_dependency(
     assert [case["name"] for case in cases if "user" not in case] == ["logged out"]
 
 
+def test_only_a_view_that_reads_its_body_gets_body_cases(
+    demo_apps: tuple[Flask, FastAPI],
+) -> None:
+    flask_app, fastapi_app = demo_apps
+    cancel = scaffold_port(flask_app, "orders.cancel_order", fastapi_app).cases
+    review = scaffold_port(flask_app, "catalog.create_review", fastapi_app).cases
+
+    assert '"json"' not in cancel and '"body"' not in cancel
+    review_cases = [json.loads(line) for line in review.splitlines()]
+    assert all("json" in case or "body" in case for case in review_cases)
+    assert review_cases[-1]["name"] == "not json"
+
+
+def test_the_guide_shows_what_the_command_writes(
+    demo_apps: tuple[Flask, FastAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(Path(__file__).parents[3])  # the view's file, as the guide shows it
+    flask_app, fastapi_app = demo_apps
+    scaffold = scaffold_port(flask_app, "orders.cancel_order", fastapi_app)
+    page = Path("migration_guide/11-scaffold-a-port.md").read_text(encoding="utf-8")
+
+    assert f"```python\n{scaffold.route}```\n" in page
+    assert f"```json\n{scaffold.cases}```\n" in page
+
+
 def test_the_filled_demo_port_is_where_the_hybrid_sends_its_rule(
     demo_apps: tuple[Flask, FastAPI], tmp_path: Path
 ) -> None:
@@ -294,11 +320,20 @@ async def test_the_port_gets_the_values_the_flask_converters_give(
     assert flask_answer.text == f"2.5 {key} café x"
 
 
+def notes(route: str) -> str:
+    """The route's comments above the legacy view, joined into one line."""
+    lines = route.split("# The legacy view")[0].splitlines()
+    return " ".join(line.strip()[2:] for line in lines if line.strip().startswith("# "))
+
+
 def test_the_notes_name_what_fastapi_does_not_check(converter_app: Flask) -> None:
-    assert "422" in scaffold_port(converter_app, "kinds").route
-    assert "TwoLetters" in scaffold_port(converter_app, "codes").route
-    assert "(length=3)" in scaffold_port(converter_app, "sized").route
-    assert "    # " not in scaffold_port(converter_app, "by_int").route.split("# The legacy")[0]
+    assert "kind: a value outside any() matches no Flask rule" in notes(
+        scaffold_port(converter_app, "kinds").route
+    )
+    assert "where Flask answers 404" in notes(scaffold_port(converter_app, "kinds").route)
+    assert "custom converter TwoLetters" in notes(scaffold_port(converter_app, "codes").route)
+    assert "takes (length=3)" in notes(scaffold_port(converter_app, "sized").route)
+    assert notes(scaffold_port(converter_app, "by_int").route) == ""
 
 
 def test_cases_cover_each_variable_and_the_values_its_converter_refuses(
@@ -447,7 +482,7 @@ def test_an_endpoint_with_two_rules_gets_a_decorator_for_each(converter_app: Fla
 
     assert "    #     def pages(page: int) -> str:\n" in route
     assert "async def pages(session: DbSession, page: int = 1) -> Response:" in route
-    assert "# page: where a rule lacks it, Flask gives it 1 but FastAPI reads it" in route
+    assert "page: where a rule lacks it, Flask gives it 1 but FastAPI reads it" in notes(route)
     assert "methods=" not in route
     assert route.count("@router.get(") == 2
 
