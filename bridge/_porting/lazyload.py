@@ -30,7 +30,8 @@ class PortSession(Session):
 
 @event.listens_for(PortSession, "do_orm_execute")
 def _refuse_lazy_load(state: ORMExecuteState) -> None:
-    if state.lazy_loaded_from is None or in_greenlet():
+    # lazy_loaded_from raises for an UPDATE or DELETE: they have no load options.
+    if not state.is_select or state.lazy_loaded_from is None or in_greenlet():
         return
     raise AsyncDatabaseError(lazy_load_message(state.loader_strategy_path))
 

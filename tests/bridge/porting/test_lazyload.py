@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from flask import Flask, g
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Engine, ForeignKey, String, insert, select
+from sqlalchemy import Engine, ForeignKey, String, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 
@@ -157,6 +157,15 @@ def ported(database: AsyncDatabase) -> FastAPI:
         assert found.author is author
         return found.author.name
 
+    @app.post("/rename/{author_id}")
+    async def rename(author_id: int, name: str, session: DbSession) -> str:
+        # ORM statements that are not SELECTs run as they do on the Flask side.
+        await session.execute(update(Author).where(Author.id == author_id).values(name=name))
+        await session.execute(delete(Book).where(Book.author_id == author_id, Book.id == 2))
+        found = await session.get(Author, author_id, populate_existing=True)
+        assert found is not None
+        return found.name
+
     @app.get("/mine/{author_id}")
     async def mine(author_id: int, session: DbSession) -> bool:
         found = await session.get(Author, author_id)
@@ -217,10 +226,14 @@ async def test_loaded_relationships_work_in_a_port(
         eager = await client.get("/eager/1")
         awaited = await client.get("/awaited/1")
         from_identity_map = await client.get("/book-after-author/2")
+        renamed = await client.post("/rename/1", params={"name": "Ursula"})
+        after = await client.get("/eager/1")
 
     assert eager.json() == ["Earthsea", "Lathe"]
     assert awaited.json() == ["Earthsea", "Lathe"]
     assert from_identity_map.json() == "Le Guin"
+    assert renamed.json() == "Ursula"
+    assert after.json() == ["Earthsea"]
 
 
 async def test_model_query_and_g_in_a_port_need_the_flask_app(
