@@ -48,6 +48,13 @@ _USES_SESSION = re.compile(r"(?<![\w.])session\s*[\[.]")  # Flask's, not db.sess
 _USES_REQUEST = re.compile(r"(?<![\w.])request\.")
 _READS_BODY = re.compile(r"get_json|get_data|(?<![\w.])request\.(?:json|form|data|files|stream)")
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A query argument the view reads: request.args.get("q", type=int), request.args["q"],
+# or the port's arg(request, "q", type=int).
+_QUERY_ARG = re.compile(
+    r"""(?:request\.args\.get\(|request\.args\[|\barg\(\s*request\s*,)\s*"""
+    r"""["'](?P<name>[^"']+)["'](?P<rest>[^)\]\n]*)"""
+)
+_ARG_TYPES = {"int": ("1", "x"), "float": ("1.5", "x")}
 
 #: The ``user`` of the cases that need one: replace it with an account of your data.
 CASE_USER = "user@example.com"
@@ -103,8 +110,12 @@ def scaffold_port(flask_app: Flask, endpoint: str, fastapi_app: Any = None) -> S
     dependencies = port_dependencies(fastapi_app)
     needs_user = bool(_NEEDS_USER.search(source))
     route = _route_module(endpoint, rules, source, where, dependencies, needs_user)
-    reads_body = bool(_READS_BODY.search(source))
-    return Scaffold(endpoint, route, _cases_text(rules, needs_user, reads_body))
+    use = ViewUse(
+        needs_user=needs_user,
+        reads_body=bool(_READS_BODY.search(source)),
+        query=query_arguments(source),
+    )
+    return Scaffold(endpoint, route, _cases_text(rules, use))
 
 
 def endpoint_rules(flask_app: Flask, endpoint: str) -> list[tuple[list[str], Rule]]:
@@ -282,7 +293,8 @@ def _has_session_middleware(fastapi_app: Any) -> bool:
 
 
 def _view_source(view: Any) -> tuple[str, str]:
-    """The view's source with its decorators, and ``file:line``."""
+    """The view's source with its decorators, and ``file:line``; a ``View``'s class."""
+    view = getattr(view, "view_class", view)  # as_view() wraps the class in a function
     try:
         lines, start = inspect.getsourcelines(view)  # unwraps @wraps decorators
         path = inspect.getsourcefile(inspect.unwrap(view)) or "?"
@@ -403,7 +415,7 @@ def _user_for(source: str, users: tuple[Dependency, ...]) -> Dependency | None:
     (``admin_required`` and ``AdminUser``), else the one most ports use."""
     words = set(re.findall(r"@(?:\w+\.)*(\w+)", source))
     for user in users:
-        first = re.findall(r"[A-Z]?[a-z]+", user.name)[0].lower()
+        first = (re.findall(r"[A-Z]?[a-z]+", user.name) or [user.name])[0].lower()
         if first != "current" and any(word.startswith(first) for word in words):
             return user
     return users[0] if users else None
@@ -445,29 +457,52 @@ def _commented(source: str, where: str) -> str:
 # -- The cases file -----------------------------------------------------------------
 
 
-def _cases_text(rules: Iterable[tuple[list[str], Rule]], needs_user: bool, reads_body: bool) -> str:
+@dataclass(frozen=True)
+class ViewUse:
+    """What the view's source shows it reads, which its cases exercise."""
+
+    needs_user: bool = False
+    reads_body: bool = False
+    query: tuple[tuple[str, str], ...] = ()  # (name, "int" | "float" | "str")
+
+
+def query_arguments(source: str) -> tuple[tuple[str, str], ...]:
+    """The query arguments *source* reads, with the type it converts each to."""
+    found: dict[str, str] = {}
+    for match in _QUERY_ARG.finditer(source):
+        kind = re.search(r"\btype\s*=\s*(int|float)\b", match.group("rest"))
+        found.setdefault(match.group("name"), kind.group(1) if kind else "str")
+    return tuple(found.items())
+
+
+def _cases_text(rules: Iterable[tuple[list[str], Rule]], use: ViewUse) -> str:
     cases = [
         case
         for methods, rule in rules
         for method in methods
-        for case in _rule_cases(method, rule, needs_user, reads_body and method in _WRITES)
+        for case in _rule_cases(method, rule, use)
     ]
     return "".join(json.dumps(case) + "\n" for case in cases)
 
 
-def _rule_cases(
-    method: str, rule: Rule, needs_user: bool, sends_body: bool
-) -> Iterator[dict[str, Any]]:
+def _rule_cases(method: str, rule: Rule, use: ViewUse) -> Iterator[dict[str, Any]]:
     """A case with sample values, one per value a variable takes or refuses, a
-    missing row, then logged out and a body that is not JSON where they apply."""
+    missing row, each query argument, then logged out and a body that is not
+    JSON where they apply."""
     params = parameters(rule)
     base = {p.name: (p.valid or ("x",))[0] for p in params}
-    who = {"user": CASE_USER} if needs_user else {}
+    who = {"user": CASE_USER} if use.needs_user else {}
+    sends_body = use.reads_body and method in _WRITES
     body: dict[str, Any] = {"json": {}} if sends_body else {}
     path = _concrete(rule, base)
     yield {"name": f"{method} {rule.rule}", "method": method, "path": path, **who, **body}
     yield from _variable_cases(method, rule, params, base, {**who, **body})
-    if needs_user:
+    for name, kind in use.query:
+        good, bad = _ARG_TYPES.get(kind, ("x", None))
+        for value in (good, bad) if bad else (good,):
+            query = f"?{name}={value}"
+            yield {"name": query, "method": method, "path": path + query, **who, **body}
+    if use.needs_user:
         yield {"name": "logged out", "method": method, "path": path, **body}
     if sends_body:
         yield {**_not_json(method, rule, base), **who}

@@ -494,3 +494,52 @@ def _no_stray_modules() -> Iterator[None]:
     for name in set(sys.modules) - before:
         if name.startswith("port_"):
             del sys.modules[name]
+
+
+def test_each_query_argument_the_view_reads_gets_its_cases() -> None:
+    app = Flask(__name__)
+
+    @app.get("/search/<int:shelf>")
+    def search(shelf: int) -> str:
+        page = request.args.get("page", 1, type=int)
+        ratio = request.args.get("ratio", type=float)
+        words = request.args.get("q")
+        order = request.args["sort"]
+        return f"{shelf} {page} {ratio} {words} {order}"
+
+    cases = [json.loads(line) for line in scaffold_port(app, "search").cases.splitlines()]
+    queries = [case["path"] for case in cases if "?" in case["path"]]
+
+    assert queries == [
+        "/search/1?page=1",
+        "/search/1?page=x",
+        "/search/1?ratio=1.5",
+        "/search/1?ratio=x",
+        "/search/1?q=x",
+        "/search/1?sort=x",
+    ]
+    client = app.test_client()
+    answers = {path: client.get(path).status_code for path in queries}
+    assert (
+        answers["/search/1?sort=x"] == 200
+    )  # the one case where every argument the view needs is given
+    assert answers["/search/1?page=1"] == 400  # sort missing: the cases show it
+
+
+def test_a_class_based_view_shows_its_class() -> None:
+    from flask.views import MethodView
+
+    class Shelf(MethodView):
+        def get(self, shelf_id: int) -> str:
+            return str(shelf_id)
+
+        def delete(self, shelf_id: int) -> str:
+            return ""
+
+    app = Flask(__name__)
+    app.add_url_rule("/shelves/<int:shelf_id>", view_func=Shelf.as_view("shelf"))
+
+    route = scaffold_port(app, "shelf").route
+
+    assert "    #     class Shelf(MethodView):\n" in route
+    assert '@router.api_route("/shelves/{shelf_id:int}", methods=["DELETE", "GET"]' in route
