@@ -22,7 +22,9 @@ import typing
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from flask import Flask
 from werkzeug.routing import Rule
@@ -193,8 +195,6 @@ def _by_converter(name: str, converter: BaseConverter) -> Parameter:
 
 
 def _fits(converter: BaseConverter, value: str) -> bool:
-    from urllib.parse import unquote
-
     return re.fullmatch(converter.regex, unquote(value)) is not None
 
 
@@ -304,8 +304,6 @@ def _view_source(view: Any) -> tuple[str, str]:
 
 
 def _relative(path: str) -> str:
-    from pathlib import Path
-
     try:
         return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:
@@ -321,34 +319,12 @@ def _route_module(
     needs_user: bool,
 ) -> str:
     params, defaults = _all_parameters([rule for _, rule in rules])
-    signature = [f"{p.name}: {p.annotation}" for p in params if p.name not in defaults]
     uses_request = bool(_USES_REQUEST.search(source) or _USES_SESSION.search(source))
-    bridge_names = {dependencies.database}
-    if uses_request:
-        signature.append("request: Request")
     user = _user_for(source, dependencies.users) if needs_user else None
-    if user is not None:
-        signature.append(f"user: {user.name}")
-    signature.append(
-        f"{'connection' if dependencies.database == 'DbConnection' else 'session'}: "
-        f"{dependencies.database}"
-    )
-    signature += [
-        f"{p.name}: {p.annotation} = {defaults[p.name]}" for p in params if p.name in defaults
-    ]
-    imports = _imports(params, uses_request, sorted(bridge_names), user)
+    signature = _signature(params, defaults, uses_request, user, dependencies.database)
+    imports = _imports(params, uses_request, [dependencies.database], user)
     decorators = "".join(_decorator(methods, rule, endpoint) for methods, rule in rules)
-    notes = [f"{p.name}: {p.note}" for p in params if p.note]
-    notes += [
-        f"{name}: where a rule lacks it, Flask gives it {value} but FastAPI reads it from "
-        "the query string: do not let a query argument set it"
-        for name, value in defaults.items()
-    ]
-    if _USES_SESSION.search(source) and not dependencies.session_cookie:
-        notes.append(
-            "The view uses Flask's session: add FlaskSessionMiddleware to the FastAPI app "
-            "so that request.session is that cookie."
-        )
+    notes = _notes(params, defaults, source, dependencies)
     keys = "\n".join(
         f'    "{method} {rule.rule}" = "async"' for methods, rule in rules for method in methods
     )
@@ -364,6 +340,44 @@ def _route_module(
         f"{_comment(notes)}{body}"
         f'    raise NotImplementedError("port {endpoint}: translate the legacy view above")\n'
     )
+
+
+def _signature(
+    params: list[Parameter],
+    defaults: dict[str, str],
+    uses_request: bool,
+    user: Dependency | None,
+    database: str,
+) -> list[str]:
+    """Path parameters, the request, the user, the database, then defaulted parameters."""
+    signature = [f"{p.name}: {p.annotation}" for p in params if p.name not in defaults]
+    if uses_request:
+        signature.append("request: Request")
+    if user is not None:
+        signature.append(f"user: {user.name}")
+    signature.append(f"{'connection' if database == 'DbConnection' else 'session'}: {database}")
+    signature += [
+        f"{p.name}: {p.annotation} = {defaults[p.name]}" for p in params if p.name in defaults
+    ]
+    return signature
+
+
+def _notes(
+    params: list[Parameter], defaults: dict[str, str], source: str, dependencies: PortDependencies
+) -> list[str]:
+    """What the generated route cannot do as the view does, to say above its body."""
+    notes = [f"{p.name}: {p.note}" for p in params if p.note]
+    notes += [
+        f"{name}: where a rule lacks it, Flask gives it {value} but FastAPI reads it from "
+        "the query string: do not let a query argument set it"
+        for name, value in defaults.items()
+    ]
+    if _USES_SESSION.search(source) and not dependencies.session_cookie:
+        notes.append(
+            "The view uses Flask's session: add FlaskSessionMiddleware to the FastAPI app "
+            "so that request.session is that cookie."
+        )
+    return notes
 
 
 def _all_parameters(rules: list[Rule]) -> tuple[list[Parameter], dict[str, str]]:
