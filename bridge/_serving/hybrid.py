@@ -50,6 +50,7 @@ class HybridApp:
         self.fastapi_app = fastapi_app
         self.manifest = manifest
         self.options = manifest.options
+        fastapi_app.state.flask_app = flask_app  # for the port's Flask adapters (flask_context.py)
         self.routes = RouteTable(
             flask_app.url_map, fastapi_app.routes, manifest, bind=self.url_adapter
         )

@@ -212,9 +212,9 @@ def _check(manifest: Manifest, routes: list[FlaskRoute]) -> None:
                 f"route {key} matches no rule of the Flask app{_closest(key, known)}",
                 path=manifest.path,
             )
-        if state is RouteState.ASYNC and not known[key].ported:
+        if state.needs_port and not known[key].ported:
             raise ManifestError(
-                f"route {key} is async but the FastAPI app has no {key.method} route "
+                f"route {key} is {state} but the FastAPI app has no {key.method} route "
                 f"for {key.rule}: port it first or set it to legacy",
                 path=manifest.path,
             )
