@@ -45,7 +45,11 @@ from bridge._serving.routing import flask_routes
 _VARIABLE = re.compile(r"<(?:(?P<converter>[^<>:(]+)(?P<args>\([^<>]*\))?:)?(?P<name>[^<>:]+)>")
 
 # Who is asking, in a view's source: a decorator or a name that needs a user.
-_NEEDS_USER = re.compile(r"login_required|admin_required|auth_required|current_user|g\.user")
+_NEEDS_USER = re.compile(
+    r"login_required|admin_required|auth_required|jwt_required|current_user|g\.user"
+)
+# A dependency that says who is asking, by its type's or its function's name.
+_WHO = re.compile(r"user|login|logged|auth|token|jwt", re.IGNORECASE)
 _USES_SESSION = re.compile(r"(?<![\w.])session\s*[\[.]")  # Flask's, not db.session
 _USES_REQUEST = re.compile(r"(?<![\w.])request\.")
 _READS_BODY = re.compile(r"get_json|get_data|(?<![\w.])request\.(?:json|form|data|files|stream)")
@@ -80,6 +84,7 @@ class Dependency:
 
     module: str
     name: str
+    call: str = ""  # the dependency function's name, such as "login_required"
 
 
 @dataclass(frozen=True)
@@ -215,20 +220,22 @@ def port_dependencies(fastapi_app: Any) -> PortDependencies:
     """Read what the ports of *fastapi_app* take; the defaults when there is none.
 
     The database dependency is the one most ports use (:data:`~bridge.DbSession`
-    when tied or none does); the user dependencies are the app's own
-    ``Annotated[User, Depends(...)]`` types whose name says "user".
+    when tied or none does). The user dependencies are the app's own
+    ``Annotated[..., Depends(f)]`` types that say who is asking: the type's
+    name or *f*'s says "user", "login", "auth", "token" or "jwt"
+    (``CurrentUser``, or ``LoggedIn`` over ``FlaskLogin.login_required``).
     """
     if fastapi_app is None:
         return PortDependencies()
     database: Counter[str] = Counter()
     users: Counter[Dependency] = Counter()
-    for hint in _route_hints(fastapi_app):
+    for endpoint, hint in _route_hints(fastapi_app):
         named = _bridge_name(hint)
         if named is not None:
             database[named] += 1
             continue
-        alias = _alias(hint)
-        if alias is not None and "user" in alias.name.lower():
+        alias = _alias(hint, endpoint)
+        if alias is not None and _WHO.search(f"{alias.name} {alias.call}"):
             users[alias] += 1
     chosen = "DbConnection" if database["DbConnection"] > database["DbSession"] else "DbSession"
     return PortDependencies(
@@ -238,13 +245,14 @@ def port_dependencies(fastapi_app: Any) -> PortDependencies:
     )
 
 
-def _route_hints(fastapi_app: Any) -> Iterator[Any]:
+def _route_hints(fastapi_app: Any) -> Iterator[tuple[Any, Any]]:
+    """Each route function with each of its parameters' annotations."""
     for endpoint in _endpoints(getattr(fastapi_app, "routes", ())):
         try:
             hints = typing.get_type_hints(endpoint, include_extras=True)
         except Exception:  # an annotation we cannot resolve tells us nothing
             continue
-        yield from (hint for name, hint in hints.items() if name != "return")
+        yield from ((endpoint, hint) for name, hint in hints.items() if name != "return")
 
 
 def _endpoints(routes: Iterable[Any]) -> Iterator[Any]:
@@ -267,18 +275,22 @@ def _bridge_name(hint: Any) -> str | None:
     return None
 
 
-def _alias(hint: Any) -> Dependency | None:
-    """The module-level name an ``Annotated[..., Depends(f)]`` hint has where *f* is."""
+def _alias(hint: Any, endpoint: Any) -> Dependency | None:
+    """Where an ``Annotated[..., Depends(f)]`` hint has a name to import it by: the
+    module of *f*, else the route's own module (*f* may be a toolkit method)."""
     if typing.get_origin(hint) is not typing.Annotated:
         return None
     for extra in hint.__metadata__:
         call = getattr(extra, "dependency", None)
-        module = sys.modules.get(getattr(call, "__module__", "") or "")
-        if module is None:
+        if call is None:
             continue
-        for name, value in vars(module).items():
-            if not name.startswith("_") and (value is hint or value == hint):
-                return Dependency(module.__name__, name)
+        for module_name in (getattr(call, "__module__", None), endpoint.__module__):
+            module = sys.modules.get(module_name or "")
+            if module is None or module.__name__.split(".")[0] == "bridge":
+                continue  # the toolkit's modules are private: never import from them
+            for name, value in vars(module).items():
+                if not name.startswith("_") and (value is hint or value == hint):
+                    return Dependency(module.__name__, name, getattr(call, "__name__", ""))
     return None
 
 
@@ -425,9 +437,13 @@ def _imports(
 
 
 def _user_for(source: str, users: tuple[Dependency, ...]) -> Dependency | None:
-    """The user dependency whose name shares a word with the view's decorators
-    (``admin_required`` and ``AdminUser``), else the one most ports use."""
+    """The user dependency that runs the view's decorator (``FlaskLogin.login_required``
+    for ``@login_required``), else one whose name starts as a decorator does
+    (``AdminUser`` for ``@admin_required``), else the one most ports use."""
     words = set(re.findall(r"@(?:\w+\.)*(\w+)", source))
+    for user in users:
+        if user.call in words:
+            return user
     for user in users:
         first = (re.findall(r"[A-Z]?[a-z]+", user.name) or [user.name])[0].lower()
         if first != "current" and any(word.startswith(first) for word in words):

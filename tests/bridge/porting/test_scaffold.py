@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
 
+import flask_login
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
@@ -21,7 +22,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter
 
 import bridge
-from bridge import ConfigurationError, DbConnection, DbSession, load_cases
+from bridge import ConfigurationError, DbConnection, DbSession, FlaskLogin, load_cases
 from bridge._porting.scaffold import CASE_USER, fastapi_path, port_dependencies, scaffold_port
 from bridge._serving.manifest import Manifest, RouteKey, RouteState
 from bridge._serving.routing import RouteTable, async_serves, sample_path
@@ -447,6 +448,41 @@ def test_the_user_dependency_is_picked_by_the_views_decorator() -> None:
     assert "user: AdminUser" in admin and "connection: DbConnection" in admin
     assert "user: CurrentUser" in me
     assert "from bridge import DbConnection\n" in me
+
+
+login = FlaskLogin()
+LoggedIn = Annotated[Any, Depends(login.login_required)]
+MaybeUser = Annotated[Any, Depends(login.current_user)]
+
+
+def flask_login_ports() -> FastAPI:
+    """Ports that take the user through the toolkit's Flask-Login adapter."""
+    app = FastAPI()
+    login.install(app)
+
+    @app.get("/notes")
+    async def notes(user: LoggedIn, session: DbSession) -> None: ...
+
+    @app.get("/profile")
+    async def profile(user: MaybeUser, session: DbSession) -> None: ...
+
+    return app
+
+
+def test_a_toolkit_adapters_dependency_is_imported_from_the_ports_module() -> None:
+    app = Flask(__name__)
+
+    @app.get("/notes")
+    @flask_login.login_required  # type: ignore[untyped-decorator]
+    def notes() -> str:
+        return str(flask_login.current_user.name)
+
+    route = scaffold_port(app, "notes", flask_login_ports()).route
+
+    assert f"from {__name__} import LoggedIn\n" in route
+    assert "user: LoggedIn" in route  # the dependency that runs @login_required
+    assert "bridge._" not in route
+    compile(route, "notes.py", "exec")
 
 
 def test_a_view_using_the_session_without_the_middleware_says_to_add_it() -> None:
