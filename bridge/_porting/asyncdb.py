@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -39,6 +40,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from bridge._exceptions import AsyncDatabaseError
 from bridge._porting.database import DatabaseSettings
 from bridge._porting.lazyload import PortSession
+
+#: Set where the port runs as a shadow of legacy on live traffic: every
+#: transaction below rolls back where it would commit, so legacy's write is
+#: the only one. A route's own ``session.commit()`` commits nothing either (the
+#: session joins an outer transaction that rolls back); a ``commit()`` on a
+#: :data:`DbConnection`, or an engine of the route's own, is beyond its reach.
+ROLLBACK_ONLY: ContextVar[bool] = ContextVar("flask2fastapi_rollback_only", default=False)
 
 
 class AsyncDatabase:
@@ -93,6 +101,10 @@ class AsyncDatabase:
         if self._sessions is None:
             self.engine  # noqa: B018 - raises the explanatory error
         assert self._sessions is not None
+        if ROLLBACK_ONLY.get():
+            async with self._rolled_back() as session:
+                yield session
+            return
         session = self._sessions()
         try:
             yield session
@@ -111,12 +123,26 @@ class AsyncDatabase:
         connection = await self.engine.connect()
         try:
             yield connection  # which begins its transaction when it first executes
-            await connection.commit()
+            await (connection.rollback() if ROLLBACK_ONLY.get() else connection.commit())
         except BaseException:
             await connection.rollback()  # a failed COMMIT too, as above
             raise
         finally:
             await connection.close()
+
+    @asynccontextmanager
+    async def _rolled_back(self) -> AsyncIterator[AsyncSession]:
+        """A session whose work, commits included, is rolled back at the end."""
+        async with self.engine.connect() as connection:
+            await connection.begin()
+            session = AsyncSession(
+                connection, expire_on_commit=False, join_transaction_mode="rollback_only"
+            )
+            try:
+                yield session
+            finally:
+                await session.close()
+                await connection.rollback()
 
     def install(self, app: FastAPI) -> None:
         """Make this database the one :data:`DbSession` gives to *app*'s routes."""

@@ -27,6 +27,7 @@ NOW = 1_800_000_000.0
 @pytest.fixture
 def store(database_url: str) -> Iterator[RolloutStore]:
     store = RolloutStore.from_url(database_url, worker="w1")
+    metadata.drop_all(store.engine)  # a server run by another test may have made them
     yield store
     metadata.drop_all(store.engine)
     store.dispose()
