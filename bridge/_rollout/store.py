@@ -652,7 +652,11 @@ class RolloutStore:
         """Create the tables and the version row unless they exist."""
         if self._ready:
             return
-        for attempt in range(3):
+        # A CREATE that fails because another worker made the table since the check
+        # means that worker got further: with one more try than tables, every
+        # table and the version row exist by the last one.
+        attempts = len(metadata.tables) + 1
+        for attempt in range(attempts):
             try:
                 with self.engine.begin() as connection:
                     metadata.create_all(connection, checkfirst=True)
@@ -661,8 +665,7 @@ class RolloutStore:
                     connection.execute(sa.insert(meta_table).values(name="version", value=0))
                 break
             except (IntegrityError, DBAPIError):
-                # Another worker created them between our check and our CREATE.
-                if attempt == 2:
+                if attempt == attempts - 1:
                     raise
         self._ready = True
 
