@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from bridge._porting.db_errors import is_database_unavailable as is_database_unavailable
     from bridge._porting.error_envelope import install_error_envelope as install_error_envelope
     from bridge._porting.flask_context import install_flask_answers as install_flask_answers
+    from bridge._porting.flask_cycle import flask_g as flask_g
+    from bridge._porting.flask_cycle import install_flask_behaviour as install_flask_behaviour
     from bridge._porting.pagination import Page as Page
     from bridge._porting.pagination import page_args as page_args
     from bridge._porting.pagination import paginate as paginate
@@ -114,6 +116,8 @@ _MODULES = {
     "is_database_unavailable": "bridge._porting.db_errors",
     "install_error_envelope": "bridge._porting.error_envelope",
     "install_flask_answers": "bridge._porting.flask_context",
+    "flask_g": "bridge._porting.flask_cycle",
+    "install_flask_behaviour": "bridge._porting.flask_cycle",
     "Page": "bridge._porting.pagination",
     "page_args": "bridge._porting.pagination",
     "paginate": "bridge._porting.pagination",

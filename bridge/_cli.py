@@ -526,6 +526,63 @@ def _print_outcome(outcome: Outcome) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.argument("endpoint")
+@manifest_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the route here instead of printing it.",
+)
+@click.option(
+    "--cases",
+    "cases_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the starter shadow cases here; default next to --out, as NAME.cases.jsonl.",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def port(
+    endpoint: str, manifest_path: str | None, out: str | None, cases_path: str | None, force: bool
+) -> None:
+    """Write a FastAPI route to fill in for the Flask view ENDPOINT, and its shadow cases.
+
+    ENDPOINT is the view's endpoint name, as `flask2fastapi routes` lists it
+    (such as catalog.get_product).
+    """
+    from bridge._porting.scaffold import scaffold_port
+    from bridge._serving.loading import load_fastapi_app, load_flask_app
+
+    with _config_errors():
+        manifest = load_manifest(_manifest_path(manifest_path))
+        if cases_path is None and out is not None:
+            cases_path = str(Path(out).with_suffix(".cases.jsonl"))
+        targets = [Path(p) for p in (out, cases_path) if p is not None]
+        existing = [str(p) for p in targets if p.exists()]
+        if existing and not force:
+            raise ConfigurationError(f"{existing[0]} exists: give --force to overwrite it")
+        flask_app = load_flask_app(manifest.flask_app, manifest.path)
+        fastapi_app = None
+        if manifest.fastapi_app:
+            fastapi_app = load_fastapi_app(manifest.fastapi_app, manifest.path)
+        scaffold = scaffold_port(flask_app, endpoint, fastapi_app)
+        if out is None:
+            click.echo(scaffold.route, nl=False)
+        else:
+            _write_new(out, scaffold.route)
+        if cases_path is not None:
+            _write_new(cases_path, scaffold.cases)
+
+
+def _write_new(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot write {path} ({exc.strerror}): give a path in a folder that exists"
+        ) from exc
+    click.echo(f"wrote {path}", err=True)
+
+
 def _check_ports(manifest: Manifest) -> None:
     """What the ports need, checked before any app is imported.
 

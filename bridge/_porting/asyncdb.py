@@ -22,6 +22,9 @@ fraction of a session's CPU per request (guide 08).
 
 Background work must not use the request's session; it opens its own with
 :meth:`AsyncDatabase.transaction`.
+
+A lazy load in a port is refused with an error naming the relationship and the
+loader option to add (:mod:`bridge._porting.lazyload`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from bridge._exceptions import AsyncDatabaseError
 from bridge._porting.database import DatabaseSettings
+from bridge._porting.lazyload import PortSession
 
 #: Set where the port runs as a shadow of legacy on live traffic: every
 #: transaction below rolls back where it would commit, so legacy's write is
@@ -67,7 +71,9 @@ class AsyncDatabase:
         if self._engine is None:
             settings = self.settings or DatabaseSettings.from_env()
             self._engine = settings.create_async_engine(**self.engine_options)
-            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+            self._sessions = async_sessionmaker(
+                self._engine, expire_on_commit=False, sync_session_class=PortSession
+            )
 
     async def stop(self) -> None:
         if self._engine is not None:

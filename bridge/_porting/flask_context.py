@@ -31,6 +31,7 @@ from flask import Flask, current_app
 from flask.ctx import RequestContext
 from flask.sessions import SessionMixin
 from starlette.responses import Response
+from starlette.types import Scope
 
 from bridge._exceptions import ConfigurationError
 
@@ -94,10 +95,21 @@ def require_flask_app(request: Request, given: Flask | None, adapter: str, how: 
     return flask_app
 
 
-def environ_of(request: Request, body: bytes = b"") -> dict[str, Any]:
-    """The WSGI environ the legacy side would get for this request (see ``LegacyWSGI``)."""
-    scope = {"http_version": "1.1", "query_string": b"", **request.scope}
-    environ = cast("dict[str, Any]", build_environ(scope, io.BytesIO(body)))  # type: ignore[arg-type]
+def environ_of(scope: Scope, body: bytes = b"") -> dict[str, Any]:
+    """The WSGI environ the legacy side would get for the ASGI request in *scope*
+    (see ``LegacyWSGI``), with *body*; without one, without the headers that
+    frame a body. A websocket's handshake is a GET."""
+    headers = scope.get("headers", ())
+    if not body:
+        headers = [(k, v) for k, v in headers if k not in (b"content-length", b"transfer-encoding")]
+    full = {
+        "http_version": "1.1",
+        "query_string": b"",
+        "method": "GET",
+        **scope,
+        "headers": headers,
+    }
+    environ = cast("dict[str, Any]", build_environ(full, io.BytesIO(body)))  # type: ignore[arg-type]
     environ["wsgi.input_terminated"] = True
     return environ
 
@@ -119,7 +131,7 @@ async def run_in_flask(
     error handlers, as ``full_dispatch_request`` would, and raised as
     :class:`FlaskAnswer`; one no handler takes propagates.
     """
-    environ = environ_of(request, await request.body() if body else b"")
+    environ = environ_of(request.scope, await request.body() if body else b"")
     return await anyio.to_thread.run_sync(_run, flask_app, environ, session, function)
 
 

@@ -130,7 +130,7 @@ async def _form_data(request: Request) -> FormData:
     """``(request.form, request.files)``, parsed by Werkzeug under the Flask app's limits."""
     parsed: FormData | None = request.scope.get(_FORM_KEY)
     if parsed is None:
-        parser = _FormRequest(environ_of(request, await request.body()))
+        parser = _FormRequest(environ_of(request.scope, await request.body()))
         max_length, max_memory, max_parts = _limits(request)
         parser.max_content_length = max_length
         parser.max_form_memory_size = max_memory
@@ -404,7 +404,7 @@ def _origin(request: Request, scheme: str | None) -> str:
     headers it trusts; a ``Host`` Werkzeug finds invalid gives an empty host,
     as in Flask. ``SERVER_NAME`` is not applied.
     """
-    environ = environ_of(request)
+    environ = environ_of(request.scope)
     environ["SCRIPT_NAME"] = ""
     adapter = _HOST_MAP.bind_to_environ(environ)
     return adapter.build("root", force_external=True, url_scheme=scheme).removesuffix("/")

@@ -2,7 +2,7 @@
 
 Each worker process holds a :class:`Rollout`: the routes' effective states
 (an operator's override or a demotion in the store wins over the manifest),
-the counts of what it served since it last reported, and the shadows'
+the counts and answer times of what it served since it last reported, and the shadows'
 mismatches waiting to be stored. Every ``[rollout] poll_interval`` seconds its
 loop, in a thread so the event loop never waits on the database:
 
@@ -39,7 +39,14 @@ from bridge._exceptions import ManifestError
 from bridge._rollout.bucketing import Bucketer, SessionReader, serves_port
 from bridge._rollout.fallback import demotion_reason
 from bridge._rollout.metrics import NULL_METRICS, Metrics
-from bridge._rollout.store import BUCKET_SECONDS, Counts, Mismatch, Override, RolloutStore
+from bridge._rollout.store import (
+    BUCKET_SECONDS,
+    Counts,
+    Latencies,
+    Mismatch,
+    Override,
+    RolloutStore,
+)
 from bridge._serving.manifest import Manifest, RouteKey, RoutePlan, RouteState, load_manifest
 from bridge._serving.routing import Target
 
@@ -85,6 +92,7 @@ class Rollout:
         self.overrides: dict[RouteKey, Override] = {}
         self._version: int | None = None
         self._deltas: dict[RouteKey, Counts] = {}
+        self._latencies: dict[RouteKey, Latencies] = {}
         self._mismatches: dict[RouteKey, list[Mismatch]] = {}
         self._outage = False
         self._manifest_stat = _stat(manifest.path)
@@ -127,6 +135,10 @@ class Rollout:
         self.metrics.request(target.label, side.value, status, seconds)
         if target.key is None:
             return
+        latencies = self._latencies.get(target.key)
+        if latencies is None:
+            latencies = self._latencies[target.key] = Latencies()
+        latencies.observe(side.value, seconds)
         counts = self._counts(target.key)
         if side is RouteState.ASYNC:
             counts.served_async += 1
@@ -207,13 +219,14 @@ class Rollout:
         """One poll (see the module's docstring); the I/O runs in a thread."""
         self.metrics.tick()
         deltas, self._deltas = self._deltas, {}
+        latencies, self._latencies = self._latencies, {}
         mismatches, self._mismatches = self._mismatches, {}
         states = self._states() if judge else {}
         result = await anyio.to_thread.run_sync(
-            self._poll_store, deltas, mismatches, states, reload
+            self._poll_store, deltas, latencies, mismatches, states, reload
         )
         if not result.reached:  # keep what the store did not take
-            self._keep(deltas, mismatches)
+            self._keep(deltas, latencies, mismatches)
         if result.overrides is not None:
             self.overrides = result.overrides
         if result.manifest is not None and self.on_manifest is not None:
@@ -226,10 +239,15 @@ class Rollout:
         return states
 
     def _keep(
-        self, deltas: Mapping[RouteKey, Counts], mismatches: Mapping[RouteKey, list[Mismatch]]
+        self,
+        deltas: Mapping[RouteKey, Counts],
+        latencies: Mapping[RouteKey, Latencies],
+        mismatches: Mapping[RouteKey, list[Mismatch]],
     ) -> None:
         for key, counts in deltas.items():
             self._deltas[key] = self._counts(key) + counts
+        for key, timed in latencies.items():
+            self._latencies[key] = self._latencies.get(key, Latencies()) + timed
         for pending in mismatches.values():
             for mismatch in pending:
                 self.mismatched(mismatch)
@@ -239,6 +257,7 @@ class Rollout:
     def _poll_store(
         self,
         deltas: Mapping[RouteKey, Counts],
+        latencies: Mapping[RouteKey, Latencies],
         mismatches: Mapping[RouteKey, list[Mismatch]],
         states: Mapping[RouteKey, RouteState],
         reload: bool,
@@ -248,7 +267,7 @@ class Rollout:
         if store is None:
             return result
         try:
-            self._report(store, deltas, mismatches)
+            self._report(store, deltas, latencies, mismatches)
             self._judge(store, states)
             version = store.version()
             if version != self._version:
@@ -271,11 +290,14 @@ class Rollout:
         self,
         store: RolloutStore,
         deltas: Mapping[RouteKey, Counts],
+        latencies: Mapping[RouteKey, Latencies],
         mismatches: Mapping[RouteKey, list[Mismatch]],
     ) -> None:
         nonzero = {key: counts for key, counts in deltas.items() if counts}
         if nonzero:
             store.add_counts(nonzero)
+        if latencies:
+            store.add_latencies(latencies)
         for pending in mismatches.values():
             for mismatch in pending:
                 store.add_mismatch(mismatch, keep=self.options.keep_mismatches)

@@ -16,6 +16,9 @@ one truth with no new infrastructure:
     requests served and shadows compared, per route, per worker and per
     10-second bucket; a worker folds its buckets older than an hour into one
     row per route, so windows reach an hour back and totals reach forever.
+``flask2fastapi_rollout_latencies``
+    answer times per route, side and bin, per worker and bucket, for the
+    last hour: what the dashboard's percentiles and charts read.
 ``flask2fastapi_rollout_mismatches``
     the newest shadows that differed, redacted before they get here.
 
@@ -27,13 +30,14 @@ backend SQLAlchemy speaks. Its calls block: the server makes them from a thread.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -106,6 +110,37 @@ counts_table = sa.Table(
     *(sa.Column(name, sa.BigInteger, nullable=False, default=0) for name in _COUNT_NAMES),
 )
 
+LATENCY_BOUNDS = (
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    math.inf,
+)
+"""Upper bounds, in seconds, of the latency bins: a quantile is read as its bin's bound."""
+
+SIDES = ("legacy", "async")
+
+latencies_table = sa.Table(
+    "flask2fastapi_rollout_latencies",
+    metadata,
+    sa.Column("route", sa.String(500), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("worker", sa.String(40), primary_key=True),
+    sa.Column("side", sa.String(10), primary_key=True),
+    sa.Column("bin", sa.SmallInteger, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
 mismatches_table = sa.Table(
     "flask2fastapi_rollout_mismatches",
     metadata,
@@ -151,6 +186,47 @@ class Counts:
         """The share of *side*'s answers (``"legacy"`` or ``"async"``) that were 5xx."""
         served = getattr(self, f"served_{side}")
         return getattr(self, f"errors_{side}") / served if served else None
+
+
+@dataclass
+class Latencies:
+    """How long one route's answers took, per side: counts per bin of :data:`LATENCY_BOUNDS`."""
+
+    bins: dict[str, list[int]] = field(
+        default_factory=lambda: {side: [0] * len(LATENCY_BOUNDS) for side in SIDES}
+    )
+
+    def observe(self, side: str, seconds: float) -> None:
+        self.bins[side][bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
+
+    def __add__(self, other: Latencies) -> Latencies:
+        return Latencies(
+            {
+                side: [a + b for a, b in zip(self.bins[side], other.bins[side], strict=True)]
+                for side in SIDES
+            }
+        )
+
+    def __bool__(self) -> bool:
+        return any(any(counts) for counts in self.bins.values())
+
+    def count(self, side: str) -> int:
+        return sum(self.bins[side])
+
+    def quantile(self, side: str, q: float) -> float | None:
+        """The upper bound, in seconds, of the bin holding *side*'s *q* quantile;
+        ``None`` before any answer, ``inf`` beyond the last finite bound."""
+        counts = self.bins[side]
+        total = sum(counts)
+        if not total:
+            return None
+        rank = q * total
+        seen = 0
+        for bound, count in zip(LATENCY_BOUNDS, counts, strict=True):
+            seen += count
+            if seen >= rank and count:
+                return bound
+        return LATENCY_BOUNDS[-1]
 
 
 @dataclass(frozen=True)
@@ -435,6 +511,85 @@ class RolloutStore:
         connection.execute(sa.delete(table).where(old))
         self._folded_before = before
 
+    def counts_series(self, *, since: float, key: RouteKey | None = None) -> dict[int, Counts]:
+        """Counts per bucket from *since*, keyed by the bucket's start (epoch seconds),
+        of *key* or of every route together."""
+        table = counts_table
+        query = (
+            sa.select(table.c.bucket, *(sa.func.sum(table.c[name]) for name in _COUNT_NAMES))
+            .where(table.c.bucket >= _bucket(since))
+            .group_by(table.c.bucket)
+        )
+        if key is not None:
+            query = query.where(table.c.route == str(key))
+        with self._connect() as connection:
+            rows = connection.execute(query).all()
+        return {bucket * BUCKET_SECONDS: _counts(sums) for bucket, *sums in rows}
+
+    # -- latencies --------------------------------------------------------------------
+
+    def add_latencies(
+        self, deltas: Mapping[RouteKey, Latencies], *, now: float | None = None
+    ) -> None:
+        """Add this worker's latencies since its last call, in the bucket of *now*;
+        its latencies older than :data:`WINDOW_LIMIT` go."""
+        now = time.time() if now is None else now
+        bucket = _bucket(now)
+        table = latencies_table
+        with self._begin() as connection:
+            for key, latencies in deltas.items():
+                for side, counts in latencies.bins.items():
+                    for index, count in enumerate(counts):
+                        if not count:
+                            continue
+                        where = (table.c.route == str(key)) & (table.c.bucket == bucket)
+                        where &= (table.c.worker == self.worker) & (table.c.side == side)
+                        where &= table.c.bin == index
+                        update = sa.update(table).where(where).values(count=table.c.count + count)
+                        if not connection.execute(update).rowcount:
+                            connection.execute(
+                                sa.insert(table).values(
+                                    route=str(key),
+                                    bucket=bucket,
+                                    worker=self.worker,
+                                    side=side,
+                                    bin=index,
+                                    count=count,
+                                )
+                            )
+            old = (table.c.worker == self.worker) & (table.c.bucket < _bucket(now - WINDOW_LIMIT))
+            connection.execute(sa.delete(table).where(old))
+
+    def latencies(self, *, since: float) -> dict[RouteKey, Latencies]:
+        """Every worker's latencies per route from *since* (at most an hour back)."""
+        table = latencies_table
+        query = (
+            sa.select(table.c.route, table.c.side, table.c.bin, sa.func.sum(table.c.count))
+            .where(table.c.bucket >= _bucket(since))
+            .group_by(table.c.route, table.c.side, table.c.bin)
+        )
+        with self._connect() as connection:
+            rows = connection.execute(query).all()
+        found: dict[RouteKey, Latencies] = {}
+        for route, side, index, count in rows:
+            found.setdefault(RouteKey.parse(route), Latencies()).bins[side][index] += int(count)
+        return found
+
+    def latency_series(self, key: RouteKey, *, since: float) -> dict[int, Latencies]:
+        """*key*'s latencies per bucket from *since*, keyed by the bucket's start."""
+        table = latencies_table
+        query = (
+            sa.select(table.c.bucket, table.c.side, table.c.bin, sa.func.sum(table.c.count))
+            .where((table.c.bucket >= _bucket(since)) & (table.c.route == str(key)))
+            .group_by(table.c.bucket, table.c.side, table.c.bin)
+        )
+        with self._connect() as connection:
+            rows = connection.execute(query).all()
+        series: dict[int, Latencies] = {}
+        for bucket, side, index, count in rows:
+            series.setdefault(bucket * BUCKET_SECONDS, Latencies()).bins[side][index] += int(count)
+        return series
+
     # -- mismatches -------------------------------------------------------------------
 
     def add_mismatch(self, mismatch: Mismatch, *, keep: int = 100) -> None:
@@ -497,7 +652,11 @@ class RolloutStore:
         """Create the tables and the version row unless they exist."""
         if self._ready:
             return
-        for attempt in range(3):
+        # A CREATE that fails because another worker made the table since the check
+        # means that worker got further: with one more try than tables, every
+        # table and the version row exist by the last one.
+        attempts = len(metadata.tables) + 1
+        for attempt in range(attempts):
             try:
                 with self.engine.begin() as connection:
                     metadata.create_all(connection, checkfirst=True)
@@ -506,8 +665,7 @@ class RolloutStore:
                     connection.execute(sa.insert(meta_table).values(name="version", value=0))
                 break
             except (IntegrityError, DBAPIError):
-                # Another worker created them between our check and our CREATE.
-                if attempt == 2:
+                if attempt == attempts - 1:
                     raise
         self._ready = True
 

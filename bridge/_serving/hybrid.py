@@ -16,7 +16,9 @@
 5. counts the answer for the rollout and its metrics, and for a route in
    shadow starts the port beside it (:mod:`bridge._rollout.live_shadow`).
 
-``[rollout] metrics_path``, when set, is answered here before any app sees it.
+``[rollout] metrics_path``, when set, is answered here before any app sees it,
+and so is ``[rollout] dashboard_path`` once an admin token is set
+(:mod:`bridge._rollout.dashboard`); neither is counted as the app's traffic.
 
 Lifespan events go to the FastAPI app, which owns the async engine. At startup
 the worker opens the rollout store and starts its poll loop; at shutdown it
@@ -44,6 +46,7 @@ from werkzeug.routing import MapAdapter
 
 from bridge._exceptions import ManifestError
 from bridge._porting.error_envelope import flask_error_response
+from bridge._porting.flask_cycle import install_from_options
 from bridge._rollout.live_shadow import TEE_LIMIT, Recorder, Shadows
 from bridge._rollout.metrics import NULL_METRICS, Metrics
 from bridge._rollout.runtime import Rollout, StoreFactory
@@ -53,12 +56,14 @@ from bridge._serving.routing import RouteTable, Target
 from bridge._serving.wsgi import BodyTooLarge, LegacyWSGI, read_body
 
 if TYPE_CHECKING:
+    from bridge._rollout.dashboard import Dashboard
     from bridge._rollout.store import RolloutStore
 
 SIDE_HEADER = b"x-bridge-side"
 MANIFEST_ENV = "FLASK2FASTAPI_MANIFEST"
 DEFAULT_MANIFEST = "migration.toml"
 METRICS_TOKEN_ENV = "FLASK2FASTAPI_METRICS_TOKEN"
+ADMIN_TOKEN_ENV = "FLASK2FASTAPI_ADMIN_TOKEN"
 
 logger = logging.getLogger("flask2fastapi.rollout")
 
@@ -81,12 +86,14 @@ class HybridApp:
         store: StoreFactory | None = None,
         metrics: Metrics = NULL_METRICS,
         metrics_app: ASGIApp | None = None,
+        admin_token: str | None = None,
     ) -> None:
         self.flask_app = flask_app
         self.fastapi_app = fastapi_app
         self.manifest = manifest
         self.options = manifest.options
         fastapi_app.state.flask_app = flask_app  # for the port's Flask adapters (flask_context.py)
+        install_from_options(fastapi_app, flask_app, self.options)
         self.routes = RouteTable(
             flask_app.url_map, fastapi_app.routes, manifest, bind=self.url_adapter
         )
@@ -101,6 +108,7 @@ class HybridApp:
         self.shadows = Shadows(fastapi_app, self.rollout)
         self.metrics_path = manifest.rollout.metrics_path if metrics_app else None
         self.metrics_app = metrics_app
+        self.dashboard = self._dashboard(admin_token) if admin_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -112,6 +120,9 @@ class HybridApp:
         if scope["path"] == self.metrics_path:
             assert self.metrics_app is not None
             await self.metrics_app(scope, receive, send)
+            return
+        if self.dashboard is not None and self.dashboard.serves(scope["path"]):
+            await self.dashboard(scope, receive, send)  # not the application's traffic
             return
         headers, declared, chunked = _scan_headers(scope["headers"])
         scope = {**scope, "headers": headers}
@@ -156,6 +167,29 @@ class HybridApp:
         if shadowed:
             assert plan is not None
             self.shadows.start(target, plan, scope, body, recorder)
+
+    def _dashboard(self, token: str) -> Dashboard:
+        from bridge._rollout.dashboard import Dashboard  # Jinja is loaded only when it is on
+
+        path = self.manifest.rollout.dashboard_path
+        taken = [
+            rule.rule
+            for rule in self.flask_app.url_map.iter_rules()
+            if rule.rule.startswith(path) or rule.rule == path.rstrip("/")
+        ]
+        if taken:
+            raise ManifestError(
+                f"[rollout] dashboard_path {path} is also a path of the Flask app "
+                f"({taken[0]}): choose another dashboard_path",
+                path=self.manifest.path,
+            )
+        return Dashboard(
+            token=token,
+            path=path,
+            store=lambda: self.rollout.store,
+            manifest=lambda: self.manifest,
+            routes=lambda: self.routes.routes,
+        )
 
     def url_adapter(self, scope: Scope) -> MapAdapter | None:
         """The Flask app's URL adapter for this request, as it builds it to dispatch.
@@ -288,7 +322,13 @@ def build_hybrid(manifest: Manifest) -> HybridApp:
     metrics, metrics_app = metrics_for(manifest, flask_app, fastapi_app)
     store = rollout_store(manifest) if manifest.fastapi_app is not None else None
     return HybridApp(
-        flask_app, fastapi_app, manifest, store=store, metrics=metrics, metrics_app=metrics_app
+        flask_app,
+        fastapi_app,
+        manifest,
+        store=store,
+        metrics=metrics,
+        metrics_app=metrics_app,
+        admin_token=manifest.rollout.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None,
     )
 
 

@@ -12,6 +12,9 @@
     max_body_size = 16777216
     header_timeout = 60       # seconds
     allow_development_key = false
+    flask_errors = false      # ports' errors answered by the Flask app's handlers
+    flask_session = false     # ports' session opened and saved by its session_interface
+    after_request = false     # ports' responses through its after_request functions
 
     [routes]
     "GET /api/products" = "async"
@@ -109,6 +112,12 @@ class BridgeOptions:
     # Serve a Flask app whose SECRET_KEY is a published development key, on a
     # loopback address only and with a warning: the demo's manifest sets it.
     allow_development_key: bool = False
+    # The Flask app's own error handlers, session interface and after_request
+    # functions around the ports (bridge._porting.flask_cycle); after_request
+    # implies flask_session, since Flask saves the session after the hooks.
+    flask_errors: bool = False
+    flask_session: bool = False
+    after_request: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,10 @@ class RolloutOptions:
     """Recorded mismatches kept per route; the oldest go first."""
     metrics_path: str | None = None
     metrics_token: str | None = None
+    dashboard_path: str = "/_bridge/"
+    """Where the dashboard is served, once an admin token is set."""
+    admin_token: str | None = None
+    """The dashboard's token; else ``FLASK2FASTAPI_ADMIN_TOKEN``. Without either it is off."""
     database: str | None = None
     """The rollout store's database URL; ``None`` is the app's ``DATABASE_URL``."""
 
@@ -350,6 +363,9 @@ _BRIDGE_KEYS = {
     "max_body_size",
     "header_timeout",
     "allow_development_key",
+    "flask_errors",
+    "flask_session",
+    "after_request",
 }
 
 
@@ -364,6 +380,9 @@ def _options(table: Mapping[str, Any]) -> BridgeOptions:
         allow_development_key=_bool(
             table, "allow_development_key", default.allow_development_key, where
         ),
+        flask_errors=_bool(table, "flask_errors", default.flask_errors, where),
+        flask_session=_bool(table, "flask_session", default.flask_session, where),
+        after_request=_bool(table, "after_request", default.after_request, where),
     )
 
 
@@ -385,6 +404,9 @@ def _rollout(table: Mapping[str, Any]) -> RolloutOptions:
     metrics_path = _optional_str(table, "metrics_path", where, example='"/_bridge/metrics"')
     if metrics_path is not None and not metrics_path.startswith("/"):
         raise ManifestError(f'{where} metrics_path must start with "/", got {metrics_path!r}')
+    dashboard_path = table.get("dashboard_path", default.dashboard_path)
+    if not isinstance(dashboard_path, str) or not dashboard_path.startswith("/"):
+        raise ManifestError(f'{where} dashboard_path must start with "/", got {dashboard_path!r}')
     return RolloutOptions(
         bucket_key=bucket_key,
         sample=_number(table, "sample", where, 0, 1, default=default.sample),
@@ -406,6 +428,8 @@ def _rollout(table: Mapping[str, Any]) -> RolloutOptions:
         keep_mismatches=_positive_int(table, "keep_mismatches", default.keep_mismatches, where),
         metrics_path=metrics_path,
         metrics_token=_optional_str(table, "metrics_token", where, example="a long random text"),
+        dashboard_path=dashboard_path.rstrip("/") + "/",
+        admin_token=_optional_str(table, "admin_token", where, example="a long random text"),
         database=_optional_str(table, "database", where, example='"postgresql://app@db/shop"'),
     )
 

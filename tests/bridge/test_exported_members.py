@@ -60,6 +60,8 @@ EXPORTED = {
     "execute",
     "flask_redirect",
     "install_error_envelope",
+    "install_flask_behaviour",
+    "flask_g",
     "is_bad_value",
     "is_database_unavailable",
     "load_cases",

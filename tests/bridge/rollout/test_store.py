@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 
 from bridge._rollout.store import (
     BUCKET_SECONDS,
     WINDOW_LIMIT,
     Counts,
+    Latencies,
     Mismatch,
     RolloutStore,
-    metadata,
 )
 from bridge._serving.manifest import RouteKey, RouteState
 
 LIST = RouteKey("GET", "/api/products")
 ONE = RouteKey("GET", "/api/products/<int:product_id>")
 NOW = 1_800_000_000.0
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[RolloutStore]:
-    store = RolloutStore.from_url(database_url, worker="w1")
-    metadata.drop_all(store.engine)  # a server run by another test may have made them
-    yield store
-    metadata.drop_all(store.engine)
-    store.dispose()
 
 
 def test_tables_are_created_on_first_use(store: RolloutStore) -> None:
@@ -181,3 +171,54 @@ def test_an_async_driver_url_is_read_as_its_sync_twin(tmp_path: object) -> None:
     store = RolloutStore.from_url(f"sqlite+aiosqlite:///{tmp_path}/x.sqlite3")
     assert store.engine.dialect.driver == "pysqlite"
     store.dispose()
+
+
+def test_latencies_add_up_across_workers_and_read_as_bin_bounds(
+    store: RolloutStore, database_url: str
+) -> None:
+    other = RolloutStore.from_url(database_url, worker="w2")
+    fast, slow = Latencies(), Latencies()
+    for _ in range(90):
+        fast.observe("legacy", 0.0015)  # the 2 ms bin
+    for _ in range(10):
+        slow.observe("legacy", 0.15)  # the 200 ms bin
+    slow.observe("async", 30.0)  # beyond the last finite bound
+    store.add_latencies({LIST: fast}, now=NOW)
+    other.add_latencies({LIST: slow}, now=NOW + 20)
+
+    found = store.latencies(since=NOW)[LIST]
+    assert found.count("legacy") == 100
+    assert found.quantile("legacy", 0.5) == 0.002
+    assert found.quantile("legacy", 0.95) == 0.2
+    assert found.quantile("async", 0.5) == math.inf
+    assert Latencies().quantile("legacy", 0.5) is None
+    series = store.latency_series(LIST, since=NOW)
+    assert sorted(series) == [_bucket_start(NOW), _bucket_start(NOW + 20)]
+    assert series[_bucket_start(NOW + 20)].count("legacy") == 10
+    other.dispose()
+
+
+def test_latencies_older_than_the_window_limit_go(store: RolloutStore) -> None:
+    old = Latencies()
+    old.observe("async", 0.01)
+    store.add_latencies({LIST: old}, now=NOW)
+    store.add_latencies({ONE: old}, now=NOW + WINDOW_LIMIT + 2 * BUCKET_SECONDS)
+
+    assert list(store.latencies(since=0)) == [ONE]
+
+
+def test_counts_series_is_per_bucket(store: RolloutStore) -> None:
+    store.add_counts({LIST: Counts(served_async=1)}, now=NOW)
+    store.add_counts({ONE: Counts(served_legacy=2)}, now=NOW + 1)
+    store.add_counts({LIST: Counts(served_async=4)}, now=NOW + 30)
+
+    together = store.counts_series(since=NOW)
+    assert together == {
+        _bucket_start(NOW): Counts(served_async=1, served_legacy=2),
+        _bucket_start(NOW + 30): Counts(served_async=4),
+    }
+    assert store.counts_series(since=NOW, key=ONE) == {_bucket_start(NOW): Counts(served_legacy=2)}
+
+
+def _bucket_start(epoch: float) -> int:
+    return int(epoch // BUCKET_SECONDS * BUCKET_SECONDS)
