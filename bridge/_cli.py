@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from bridge._rollout.commands import Outcome
     from bridge._rollout.store import RolloutStore
     from bridge._serving.hybrid import HybridApp
-    from bridge._serving.routing import RouteTable
+    from bridge._serving.routing import FlaskRoute, RouteTable
     from bridge._shadow.traffic import RecordOptions
 
 DEFAULT_MANIFEST = "migration.toml"
@@ -372,20 +372,20 @@ def promote(
     from bridge._rollout import commands
     from bridge._serving.manifest import RouteState
 
-    with _config_errors():
-        manifest = _rollout_manifest(manifest_path, database_url)
-        route = commands.find_route(route_text, route_table(manifest).routes)
-        with _rollout_store(manifest) as store:
-            outcome = commands.promote(
-                store,
-                manifest,
-                route,
-                to=RouteState(target),
-                percent=percent,
-                force=force,
-                actor=actor or commands.default_actor(),
-            )
-    _print_outcome(outcome)
+    _change_route(
+        route_text,
+        manifest_path,
+        database_url,
+        lambda store, manifest, route: commands.promote(
+            store,
+            manifest,
+            route,
+            to=RouteState(target),
+            percent=percent,
+            force=force,
+            actor=actor or commands.default_actor(),
+        ),
+    )
 
 
 @main.command()
@@ -404,14 +404,14 @@ def demote(
     """Send ROUTE back to legacy on every worker until it is cleared or promoted."""
     from bridge._rollout import commands
 
-    with _config_errors():
-        manifest = _rollout_manifest(manifest_path, database_url)
-        route = commands.find_route(route_text, route_table(manifest).routes)
-        with _rollout_store(manifest) as store:
-            outcome = commands.demote(
-                store, manifest, route, reason=reason, actor=actor or commands.default_actor()
-            )
-    _print_outcome(outcome)
+    _change_route(
+        route_text,
+        manifest_path,
+        database_url,
+        lambda store, manifest, route: commands.demote(
+            store, manifest, route, reason=reason, actor=actor or commands.default_actor()
+        ),
+    )
 
 
 @main.command()
@@ -425,13 +425,30 @@ def clear(
     """Drop ROUTE's demotion or promotion: the manifest's state applies again."""
     from bridge._rollout import commands
 
+    _change_route(
+        route_text,
+        manifest_path,
+        database_url,
+        lambda store, manifest, route: commands.clear(
+            store, manifest, route, actor=actor or commands.default_actor()
+        ),
+    )
+
+
+def _change_route(
+    route_text: str,
+    manifest_path: str | None,
+    database_url: str | None,
+    change: Callable[[RolloutStore, Manifest, FlaskRoute], Outcome],
+) -> None:
+    """Find ROUTE, make *change* to it in the rollout store, and print what it did."""
+    from bridge._rollout import commands
+
     with _config_errors():
         manifest = _rollout_manifest(manifest_path, database_url)
         route = commands.find_route(route_text, route_table(manifest).routes)
         with _rollout_store(manifest) as store:
-            outcome = commands.clear(
-                store, manifest, route, actor=actor or commands.default_actor()
-            )
+            outcome = change(store, manifest, route)
     _print_outcome(outcome)
 
 
