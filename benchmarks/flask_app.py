@@ -8,6 +8,8 @@ I/O-bound view. The database and its pool come from ``DATABASE_URL`` and the
 
 from __future__ import annotations
 
+import os
+
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import text
@@ -22,6 +24,7 @@ db = SQLAlchemy()
 def create_app() -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config.update(DatabaseSettings.from_env().flask_config())
+    app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY")  # the bench sets one per run
     db.init_app(app)
 
     @app.get("/hello")
