@@ -19,6 +19,9 @@ Servers:
 * ``gunicorn-2w`` and ``legacy-2w``: two workers each on both cores.
 * ``demo-gunicorn`` and ``demo-hybrid``: the demo shop with 30,000 products,
   for the time of its streamed CSV export.
+* ``shadow-off``, ``shadow-10`` and ``shadow-100``: both apps behind the hybrid,
+  ``/hello`` legacy, then in shadow at 10 % and 100 % sampling: the live
+  shadow's cost (``--only shadow-off shadow-10 shadow-100`` runs them alone).
 
 Run it with ``scripts/bench``; ``python -m benchmarks.run --help`` lists the options.
 """
@@ -111,6 +114,15 @@ def uvicorn(app: str) -> list[str]:
     return ["uvicorn", "--factory", app, "--port", "{port}", "--log-level", "warning"]
 
 
+# The live shadow's cost: /hello in shadow at 10 % and 100 % sampling against
+# the same route legacy, behind the same two apps. Its p50 at c=1 (below
+# saturation) and its throughput at c=32 (the one core saturated).
+SHADOW_SERVERS = (
+    Server("shadow-off", serve("benchmarks/shadow-off.toml"), (HELLO_32, HELLO_1)),
+    Server("shadow-10", serve("benchmarks/shadow-10.toml"), (HELLO_32, HELLO_1)),
+    Server("shadow-100", serve("benchmarks/shadow-100.toml"), (HELLO_32, HELLO_1)),
+)
+
 SERVERS = (
     Server("gunicorn", gunicorn("benchmarks.flask_app:create_app()"),
            (HELLO_32, HELLO_1, IO_64, IO_128)),
@@ -124,6 +136,7 @@ SERVERS = (
            workers=2),
     Server("demo-gunicorn", gunicorn("legacy_flask_app:create_app()"), downloads=3, demo=True),
     Server("demo-hybrid", serve("migration.toml"), downloads=3, demo=True),
+    *SHADOW_SERVERS,
 )  # fmt: skip
 
 
@@ -150,6 +163,17 @@ def of_bound(a: tuple[str, Load]) -> Callable[[Measured, int], float]:
 def download_ratio(a: str, b: str) -> Callable[[Measured, int], float]:
     return lambda m, r: m.download_s[a][r] / m.download_s[b][r]
 
+
+SHADOW_ROWS = (
+    Row("shadow at 10 %: /hello at c=1, p50 added over legacy", "<= +0.3",
+        p50_added("shadow-10", "shadow-off", HELLO_1), unit="ms"),
+    Row("shadow at 10 %: /hello / legacy, c=32", ">= 0.9",
+        rps_ratio(("shadow-10", HELLO_32), ("shadow-off", HELLO_32))),
+    Row("shadow at 100 %: /hello at c=1, p50 added over legacy", "",
+        p50_added("shadow-100", "shadow-off", HELLO_1), unit="ms"),
+    Row("shadow at 100 %: /hello / legacy, c=32", "",
+        rps_ratio(("shadow-100", HELLO_32), ("shadow-off", HELLO_32))),
+)  # fmt: skip
 
 ROWS = (
     Row("legacy /hello through the hybrid / gunicorn, c=32", ">= 1.2",
@@ -178,6 +202,7 @@ ROWS = (
         of_bound(("ported", IO_CORE_128))),
     Row("reference: Starlette + raw asyncpg /io / its bound", "",
         of_bound(("starlette", IO_128))),
+    *SHADOW_ROWS,
 )  # fmt: skip
 
 

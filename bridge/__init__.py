@@ -7,8 +7,8 @@ The toolkit does three jobs, one private package each; users import from
     ├── _serving/   the hybrid server: routing by the manifest, the WSGI bridge,
     │               loading the apps
     ├── _porting/   writing ports: Flask's request idioms, responses, errors and
-    │               session cookie, pagination, repository runners, the databases,
-    │               streamed responses
+    │               session cookie, the auth extensions, pagination, repository
+    │               runners, the databases, streamed responses
     ├── _shadow/    proving ports: comparison rules and engine, database changes,
     │               cases, the runner and its report
     ├── _cli.py     the ``flask2fastapi`` command
@@ -39,11 +39,17 @@ if TYPE_CHECKING:
     from bridge._porting.asyncdb import DbConnection as DbConnection
     from bridge._porting.asyncdb import DbSession as DbSession
     from bridge._porting.asyncstream import stream_rows_response as stream_rows_response
+    from bridge._porting.auth_jwt import FlaskJWT as FlaskJWT
+    from bridge._porting.auth_jwt import JWTToken as JWTToken
+    from bridge._porting.auth_login import FlaskLogin as FlaskLogin
     from bridge._porting.database import DatabaseSettings as DatabaseSettings
     from bridge._porting.database import configure_sqlite as configure_sqlite
     from bridge._porting.db_errors import is_bad_value as is_bad_value
     from bridge._porting.db_errors import is_database_unavailable as is_database_unavailable
     from bridge._porting.error_envelope import install_error_envelope as install_error_envelope
+    from bridge._porting.flask_context import install_flask_answers as install_flask_answers
+    from bridge._porting.flask_cycle import flask_g as flask_g
+    from bridge._porting.flask_cycle import install_flask_behaviour as install_flask_behaviour
     from bridge._porting.pagination import Page as Page
     from bridge._porting.pagination import page_args as page_args
     from bridge._porting.pagination import paginate as paginate
@@ -57,8 +63,12 @@ if TYPE_CHECKING:
     from bridge._porting.repository import scalar as scalar
     from bridge._porting.repository import scalars as scalars
     from bridge._porting.request import arg as arg
+    from bridge._porting.request import arg_list as arg_list
     from bridge._porting.request import args as args
+    from bridge._porting.request import files as files
+    from bridge._porting.request import form as form
     from bridge._porting.request import get_json as get_json
+    from bridge._porting.request import remote_addr as remote_addr
     from bridge._porting.request import url_for as url_for
     from bridge._porting.responses import FlaskJSONResponse as FlaskJSONResponse
     from bridge._porting.responses import flask_redirect as flask_redirect
@@ -66,6 +76,7 @@ if TYPE_CHECKING:
     from bridge._porting.sessions import FlaskSessionMiddleware as FlaskSessionMiddleware
     from bridge._porting.streaming import RowStream as RowStream
     from bridge._porting.streaming import stream_rows as stream_rows
+    from bridge._porting.webargs_parse import webargs_parse as webargs_parse
     from bridge._serving.hybrid import HybridApp as HybridApp
     from bridge._serving.hybrid import build_hybrid as build_hybrid
     from bridge._serving.hybrid import hybrid_from_env as hybrid_from_env
@@ -96,11 +107,17 @@ _MODULES = {
     "DbConnection": "bridge._porting.asyncdb",
     "DbSession": "bridge._porting.asyncdb",
     "stream_rows_response": "bridge._porting.asyncstream",
+    "FlaskJWT": "bridge._porting.auth_jwt",
+    "JWTToken": "bridge._porting.auth_jwt",
+    "FlaskLogin": "bridge._porting.auth_login",
     "DatabaseSettings": "bridge._porting.database",
     "configure_sqlite": "bridge._porting.database",
     "is_bad_value": "bridge._porting.db_errors",
     "is_database_unavailable": "bridge._porting.db_errors",
     "install_error_envelope": "bridge._porting.error_envelope",
+    "install_flask_answers": "bridge._porting.flask_context",
+    "flask_g": "bridge._porting.flask_cycle",
+    "install_flask_behaviour": "bridge._porting.flask_cycle",
     "Page": "bridge._porting.pagination",
     "page_args": "bridge._porting.pagination",
     "paginate": "bridge._porting.pagination",
@@ -114,8 +131,12 @@ _MODULES = {
     "scalar": "bridge._porting.repository",
     "scalars": "bridge._porting.repository",
     "arg": "bridge._porting.request",
+    "arg_list": "bridge._porting.request",
     "args": "bridge._porting.request",
+    "files": "bridge._porting.request",
+    "form": "bridge._porting.request",
     "get_json": "bridge._porting.request",
+    "remote_addr": "bridge._porting.request",
     "url_for": "bridge._porting.request",
     "FlaskJSONResponse": "bridge._porting.responses",
     "flask_redirect": "bridge._porting.responses",
@@ -123,6 +144,7 @@ _MODULES = {
     "FlaskSessionMiddleware": "bridge._porting.sessions",
     "RowStream": "bridge._porting.streaming",
     "stream_rows": "bridge._porting.streaming",
+    "webargs_parse": "bridge._porting.webargs_parse",
     "HybridApp": "bridge._serving.hybrid",
     "build_hybrid": "bridge._serving.hybrid",
     "hybrid_from_env": "bridge._serving.hybrid",

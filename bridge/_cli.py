@@ -10,9 +10,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -27,6 +29,8 @@ from bridge._serving.manifest import Manifest, load_manifest
 from bridge._shadow.cases import load_cases
 
 if TYPE_CHECKING:
+    from bridge._rollout.commands import Outcome
+    from bridge._rollout.store import RolloutStore
     from bridge._serving.hybrid import HybridApp
     from bridge._serving.routing import RouteTable
 
@@ -173,7 +177,8 @@ def serve(
     else:  # each worker imports the app again, through the public factory
         import uvicorn
 
-        uvicorn.run("bridge:hybrid_from_env", factory=True, workers=workers, **options)
+        with _metrics_folder(manifest):
+            uvicorn.run("bridge:hybrid_from_env", factory=True, workers=workers, **options)
 
 
 @main.command()
@@ -254,6 +259,283 @@ def shadow(
     sys.exit(1 if failed else 0)
 
 
+# The rollout: where each route stands on the running servers, and the
+# operator's moves. The bodies are in bridge/_rollout/commands.py.
+
+route_argument = click.argument("route_text", metavar="ROUTE")
+actor_option = click.option(
+    "--actor", help="Who makes the change, as the events record it; default the OS user."
+)
+store_url_option = click.option(
+    "--database-url",
+    envvar="DATABASE_URL",
+    help="Overrides DATABASE_URL, where the rollout store is unless [rollout] database says.",
+)
+
+
+@main.command()
+@manifest_option
+@store_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+def status(manifest_path: str | None, database_url: str | None, as_json: bool) -> None:
+    """List every Flask route: its state in the manifest and on the servers, the requests
+    each side served, the shadow's comparisons and any demotion."""
+    from bridge._rollout import commands
+
+    with _config_errors():
+        manifest = _rollout_manifest(manifest_path, database_url)
+        routes = route_table(manifest).routes
+        with _rollout_store(manifest) as store:
+            rows = commands.status(routes, manifest, store)
+    click.echo(json.dumps(rows, indent=2) if as_json else commands.status_table(rows))
+
+
+@main.command()
+@route_argument
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Choice(["shadow", "canary", "async"]),
+    help="The state to move the route to.",
+)
+@click.option(
+    "--percent",
+    type=click.FloatRange(0, 100, min_open=True),
+    help="With --to canary: the share of users the port serves.",
+)
+@click.option("--force", is_flag=True, help="Promote even below the match-rate bar.")
+@actor_option
+@manifest_option
+@store_url_option
+def promote(
+    route_text: str,
+    target: str,
+    percent: float | None,
+    force: bool,
+    actor: str | None,
+    manifest_path: str | None,
+    database_url: str | None,
+) -> None:
+    """Move ROUTE ("GET /rule", as in the manifest) to shadow, canary or async on every worker.
+
+    Refused, with status 1, while the shadow's match rate is below [rollout]
+    promote_match_rate over promote_min_compared requests, unless --force.
+    """
+    from bridge._rollout import commands
+    from bridge._serving.manifest import RouteState
+
+    with _config_errors():
+        manifest = _rollout_manifest(manifest_path, database_url)
+        route = commands.find_route(route_text, route_table(manifest).routes)
+        with _rollout_store(manifest) as store:
+            outcome = commands.promote(
+                store,
+                manifest,
+                route,
+                to=RouteState(target),
+                percent=percent,
+                force=force,
+                actor=actor or commands.default_actor(),
+            )
+    _print_outcome(outcome)
+
+
+@main.command()
+@route_argument
+@click.option("--reason", default="demoted by an operator", show_default=True)
+@actor_option
+@manifest_option
+@store_url_option
+def demote(
+    route_text: str,
+    reason: str,
+    actor: str | None,
+    manifest_path: str | None,
+    database_url: str | None,
+) -> None:
+    """Send ROUTE back to legacy on every worker until it is cleared or promoted."""
+    from bridge._rollout import commands
+
+    with _config_errors():
+        manifest = _rollout_manifest(manifest_path, database_url)
+        route = commands.find_route(route_text, route_table(manifest).routes)
+        with _rollout_store(manifest) as store:
+            outcome = commands.demote(
+                store, manifest, route, reason=reason, actor=actor or commands.default_actor()
+            )
+    _print_outcome(outcome)
+
+
+@main.command()
+@route_argument
+@actor_option
+@manifest_option
+@store_url_option
+def clear(
+    route_text: str, actor: str | None, manifest_path: str | None, database_url: str | None
+) -> None:
+    """Drop ROUTE's demotion or promotion: the manifest's state applies again."""
+    from bridge._rollout import commands
+
+    with _config_errors():
+        manifest = _rollout_manifest(manifest_path, database_url)
+        route = commands.find_route(route_text, route_table(manifest).routes)
+        with _rollout_store(manifest) as store:
+            outcome = commands.clear(
+                store, manifest, route, actor=actor or commands.default_actor()
+            )
+    _print_outcome(outcome)
+
+
+@main.command()
+@click.argument("route_text", metavar="[ROUTE]", required=False)
+@click.option(
+    "--case",
+    "case_id",
+    type=int,
+    metavar="ID",
+    help="Print mismatch ID as a line of a shadow cases file instead.",
+)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@manifest_option
+@store_url_option
+def mismatches(
+    route_text: str | None,
+    case_id: int | None,
+    limit: int,
+    as_json: bool,
+    manifest_path: str | None,
+    database_url: str | None,
+) -> None:
+    """List the newest recorded mismatches of the live shadow, of ROUTE or of every route.
+
+    Each shows the request, both answers and the difference, with secrets
+    redacted. ``mismatches --case ID >> cases.jsonl`` turns one into a case
+    that ``flask2fastapi shadow cases.jsonl`` runs.
+    """
+    from bridge._rollout import commands
+
+    with _config_errors():
+        if case_id is not None and route_text is not None:
+            raise ConfigurationError("give ROUTE or --case ID, not both")
+        manifest = _rollout_manifest(manifest_path, database_url)
+        key = None
+        if route_text is not None:
+            key = commands.find_route(route_text, route_table(manifest).routes).key
+        with _rollout_store(manifest) as store:
+            if case_id is not None:
+                found = store.mismatch(case_id)
+                if found is None:
+                    raise ConfigurationError(
+                        f"no mismatch #{case_id}: flask2fastapi mismatches lists them"
+                    )
+                case, notes = commands.mismatch_case(found)
+                click.echo(commands.case_line(case))
+                for note in notes:
+                    click.echo(f"flask2fastapi: note: {note}", err=True)
+                return
+            recorded = store.mismatches(key, limit=limit)
+    if as_json:
+        click.echo(json.dumps([commands.mismatch_json(m) for m in recorded], indent=2))
+    elif recorded:
+        click.echo("\n\n".join(commands.mismatch_text(m) for m in recorded))
+    else:
+        click.echo("no mismatch recorded", err=True)
+
+
+def _rollout_manifest(manifest_path: str | None, database_url: str | None) -> Manifest:
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    return load_manifest(_manifest_path(manifest_path))
+
+
+@contextmanager
+def _rollout_store(manifest: Manifest) -> Iterator[RolloutStore]:
+    """The rollout store the servers use; its database's errors as one line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from bridge._rollout.commands import open_store
+
+    try:
+        store = open_store(manifest)
+        try:
+            yield store
+        finally:
+            store.dispose()
+    except SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ConfigurationError(
+            f"cannot use the rollout store ({cause}): check [rollout] database, else DATABASE_URL"
+        ) from exc
+
+
+def _print_outcome(outcome: Outcome) -> None:
+    if outcome.ok:
+        click.echo(outcome.text)
+    else:
+        click.echo(f"flask2fastapi: {outcome.text}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("endpoint")
+@manifest_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the route here instead of printing it.",
+)
+@click.option(
+    "--cases",
+    "cases_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the starter shadow cases here; default next to --out, as NAME.cases.jsonl.",
+)
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def port(
+    endpoint: str, manifest_path: str | None, out: str | None, cases_path: str | None, force: bool
+) -> None:
+    """Write a FastAPI route to fill in for the Flask view ENDPOINT, and its shadow cases.
+
+    ENDPOINT is the view's endpoint name, as `flask2fastapi routes` lists it
+    (such as catalog.get_product).
+    """
+    from bridge._porting.scaffold import scaffold_port
+    from bridge._serving.loading import load_fastapi_app, load_flask_app
+
+    with _config_errors():
+        manifest = load_manifest(_manifest_path(manifest_path))
+        if cases_path is None and out is not None:
+            cases_path = str(Path(out).with_suffix(".cases.jsonl"))
+        targets = [Path(p) for p in (out, cases_path) if p is not None]
+        existing = [str(p) for p in targets if p.exists()]
+        if existing and not force:
+            raise ConfigurationError(f"{existing[0]} exists: give --force to overwrite it")
+        flask_app = load_flask_app(manifest.flask_app, manifest.path)
+        fastapi_app = None
+        if manifest.fastapi_app:
+            fastapi_app = load_fastapi_app(manifest.fastapi_app, manifest.path)
+        scaffold = scaffold_port(flask_app, endpoint, fastapi_app)
+        if out is None:
+            click.echo(scaffold.route, nl=False)
+        else:
+            _write_new(out, scaffold.route)
+        if cases_path is not None:
+            _write_new(cases_path, scaffold.cases)
+
+
+def _write_new(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot write {path} ({exc.strerror}): give a path in a folder that exists"
+        ) from exc
+    click.echo(f"wrote {path}", err=True)
+
+
 def _check_ports(manifest: Manifest) -> None:
     """What the ports need, checked before any app is imported.
 
@@ -269,11 +551,42 @@ def _check_ports(manifest: Manifest) -> None:
 
 
 def route_table(manifest: Manifest) -> RouteTable:
-    from bridge._serving.hybrid import build_hybrid
+    """The Flask app's routes checked against the manifest and the ports.
 
-    hybrid = build_hybrid(manifest)
-    hybrid.close()
-    return hybrid.routes
+    The apps alone, not the server around them: what only serving needs (the
+    metrics token, the rollout store) is not asked for.
+    """
+    from bridge._serving.hybrid import dispose_flask_engines
+    from bridge._serving.loading import load_fastapi_app, load_flask_app
+    from bridge._serving.routing import RouteTable
+
+    manifest.check_apps()
+    flask_app = load_flask_app(manifest.flask_app, manifest.path)
+    fastapi_app = load_fastapi_app(manifest.fastapi_app, manifest.path)
+    dispose_flask_engines(flask_app)
+    return RouteTable(flask_app.url_map, fastapi_app.routes, manifest)
+
+
+@contextmanager
+def _metrics_folder(manifest: Manifest) -> Iterator[None]:
+    """With metrics on, the folder where the workers add up their metrics.
+
+    prometheus-client's multiprocess mode: each worker writes its counts to
+    files in ``PROMETHEUS_MULTIPROC_DIR`` and a scrape reads them all. A fresh
+    private folder, removed when the server stops, unless the variable is set.
+    """
+    from bridge._rollout.metrics import MULTIPROC_ENV
+
+    if manifest.rollout.metrics_path is None or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="flask2fastapi-metrics-")
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run_one(app: HybridApp, options: dict[str, Any]) -> None:

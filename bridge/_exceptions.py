@@ -10,7 +10,8 @@
     ├── PageNotFound              a page number past the end (Flask-SQLAlchemy's abort(404))
     ├── JSONPathError             a JSON path or pattern that does not parse (a ValueError)
     ├── AsyncDatabaseError        DbSession or the engine used before the app started it,
-    │                             or on an app it is not installed on (a RuntimeError)
+    │                             or on an app it is not installed on; a lazy load in a
+    │                             port (a RuntimeError)
     └── URLForError               url_for() asked for what it does not reproduce (a TypeError)
 
 Every message is one line that names the problem and the fix. An error that
@@ -82,7 +83,8 @@ class JSONPathError(BridgeError, ValueError):
 
 
 class AsyncDatabaseError(BridgeError, RuntimeError):
-    """An :class:`~bridge.AsyncDatabase` used before its app started it, or missing from the app."""
+    """An :class:`~bridge.AsyncDatabase` used before its app started it, or missing from the
+    app; or a port that loads a relationship lazily."""
 
 
 class URLForError(BridgeError, TypeError):

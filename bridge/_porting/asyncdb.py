@@ -24,6 +24,9 @@ fraction of a session's CPU per request (guide 08).
 
 Background work must not use the request's session; it opens its own with
 :meth:`AsyncDatabase.transaction`.
+
+A lazy load in a port is refused with an error naming the relationship and the
+loader option to add (:mod:`bridge._porting.lazyload`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Request
@@ -40,6 +44,14 @@ from sqlalchemy.util import greenlet_spawn
 
 from bridge._exceptions import AsyncDatabaseError
 from bridge._porting.database import DatabaseSettings
+from bridge._porting.lazyload import PortSession
+
+#: Set where the port runs as a shadow of legacy on live traffic: every
+#: transaction below rolls back where it would commit, so legacy's write is
+#: the only one. A route's own ``session.commit()`` commits nothing either (the
+#: session joins an outer transaction that rolls back); a ``commit()`` on a
+#: :data:`DbConnection`, or an engine of the route's own, is beyond its reach.
+ROLLBACK_ONLY: ContextVar[bool] = ContextVar("flask2fastapi_rollback_only", default=False)
 
 
 class AsyncDatabase:
@@ -65,7 +77,9 @@ class AsyncDatabase:
             spare_young_objects()
             settings = self.settings or DatabaseSettings.from_env()
             self._engine = settings.create_async_engine(**self.engine_options)
-            self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+            self._sessions = async_sessionmaker(
+                self._engine, expire_on_commit=False, sync_session_class=PortSession
+            )
 
     async def stop(self) -> None:
         if self._engine is not None:
@@ -91,6 +105,10 @@ class AsyncDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction: committed on success, rolled back on error."""
+        if ROLLBACK_ONLY.get():
+            async with self._rolled_back() as session:
+                yield session
+            return
         session = self._new_session()
         async with _Finishing(session.sync_session):
             yield session
@@ -99,8 +117,22 @@ class AsyncDatabase:
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection in a transaction: committed on success, rolled back on error."""
         connection = await self.engine.connect()
-        async with _Finishing(_sync(connection)):
+        async with _Finishing(_sync(connection), commit=not ROLLBACK_ONLY.get()):
             yield connection  # which begins its transaction when it first executes
+
+    @asynccontextmanager
+    async def _rolled_back(self) -> AsyncIterator[AsyncSession]:
+        """A session whose work, commits included, is rolled back at the end."""
+        async with self.engine.connect() as connection:
+            await connection.begin()
+            session = AsyncSession(
+                connection, expire_on_commit=False, join_transaction_mode="rollback_only"
+            )
+            try:
+                yield session
+            finally:
+                await session.close()
+                await connection.rollback()
 
     def install(self, app: FastAPI) -> None:
         """Make this database the one :data:`DbSession` gives to *app*'s routes."""
@@ -143,7 +175,12 @@ def installed_database(request: Request) -> AsyncDatabase:
 
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The per-request session of the app's :class:`AsyncDatabase`."""
-    session = installed_database(request)._new_session()
+    database = installed_database(request)
+    if ROLLBACK_ONLY.get():
+        async with database._rolled_back() as session:
+            yield session
+        return
+    session = database._new_session()
     async with _Finishing(session.sync_session):
         yield session
 
@@ -151,7 +188,7 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
 async def request_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     """The per-request Core connection of the app's :class:`AsyncDatabase`."""
     connection = await installed_database(request).engine.connect()
-    async with _Finishing(_sync(connection)):
+    async with _Finishing(_sync(connection), commit=not ROLLBACK_ONLY.get()):
         yield connection  # which begins its transaction when it first executes
 
 
@@ -170,7 +207,8 @@ class _Transactional(Protocol):
 
 
 class _Finishing:
-    """Commit and close on success, roll back and close on error.
+    """Commit and close on success (roll back instead when not *commit*), roll
+    back and close on error.
 
     A class rather than ``@asynccontextmanager``: three calls per request
     instead of a generator and its wrapper. Commit (or roll back) and close run
@@ -179,16 +217,17 @@ class _Finishing:
     world instead of two.
     """
 
-    __slots__ = ("_transactional",)
+    __slots__ = ("_commit", "_transactional")
 
-    def __init__(self, transactional: _Transactional) -> None:
+    def __init__(self, transactional: _Transactional, *, commit: bool = True) -> None:
         self._transactional = transactional
+        self._commit = commit
 
     async def __aenter__(self) -> None:
         pass
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        finish = _commit_and_close if kind is None else _roll_back_and_close
+        finish = _commit_and_close if kind is None and self._commit else _roll_back_and_close
         await greenlet_spawn(finish, self._transactional)
 
 

@@ -8,7 +8,9 @@ messages are Werkzeug's, the ones Flask's ``abort()`` uses.
 
 :func:`flask_error_response` renders an error through the Flask app's own
 error handlers; the hybrid uses it for errors it answers itself (413), so they
-have the legacy shape for any Flask app.
+have the legacy shape for any Flask app. For ports, with a Flask app at hand,
+:func:`~bridge.install_flask_behaviour` does the same for every error; this
+module's envelope serves an app without one.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def status_name(code: int) -> str:
     return HTTP_STATUS_CODES.get(code, "Unknown Error")
 
 
-def _phrase(code: int) -> str | None:
+def phrase(code: int) -> str | None:
+    """The reason phrase Starlette's ``HTTPException`` takes as its detail when given none."""
     try:
         return HTTPStatus(code).phrase
     except ValueError:
@@ -86,7 +89,7 @@ def install_error_envelope(
     async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         detail: str | None = exc.detail if isinstance(exc.detail, str) else None
-        if detail == _phrase(exc.status_code):
+        if detail == phrase(exc.status_code):
             detail = None  # Starlette's own 404/405 carry the phrase, not a message
         return respond(exc.status_code, detail, dict(exc.headers or {}))
 
@@ -135,7 +138,8 @@ def _log_exception(scope: Scope, exc: Exception) -> None:
 
 
 class ServerErrorEnvelope:
-    """Answers an exception no handler took with the response *respond* builds for it.
+    """Answers an exception no handler took with the ASGI app (such as a
+    ``Response``) *respond* builds for it.
 
     The exception is not re-raised: the server would then close the
     connection, even after a complete response, and a request pipelined
@@ -146,9 +150,11 @@ class ServerErrorEnvelope:
 
     It runs inside the middleware added after it, so call
     :func:`install_error_envelope` before adding ``FlaskSessionMiddleware``.
+    :func:`~bridge.install_flask_behaviour` uses it too, with the Flask app's
+    own 500 as the answer.
     """
 
-    def __init__(self, app: ASGIApp, respond: Callable[[Scope, Exception], Response]) -> None:
+    def __init__(self, app: ASGIApp, respond: Callable[[Scope, Exception], ASGIApp]) -> None:
         self.app = app
         self.respond = respond
 

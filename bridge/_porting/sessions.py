@@ -2,36 +2,38 @@
 
 Flask and Starlette both call their session cookie ``session`` and cannot read
 each other's, so a user logged in on a legacy route would look anonymous on a
-ported one. :class:`FlaskSessionMiddleware` speaks Flask's format instead: the
-same signer (itsdangerous, the app's ``SECRET_KEY`` and its fallbacks, salt
-``cookie-session``), the same tagged JSON, and the same rules for when the
-cookie is set, refreshed or deleted and when ``Vary: Cookie`` is added. A login
-or logout on either side is seen by the other.
+ported one. :class:`FlaskSessionMiddleware` speaks Flask's format instead,
+with Flask's own ``SecureCookieSessionInterface``: the same signer, the same
+tagged JSON, and the same rules for when the cookie is set, refreshed or
+deleted and when ``Vary: Cookie`` is added. A login or logout on either side
+is seen by the other.
 
 Routes read and write ``request.session`` as they would Flask's ``session``.
+
+This middleware needs no Flask app, and knows Flask's signed cookie alone.
+With the Flask app at hand, :func:`~bridge.install_flask_behaviour` (or the
+manifest's ``[bridge] flask_session``) opens and saves the session with the
+app's own ``session_interface`` instead, whatever it is.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from flask.json.tag import TaggedJSONSerializer
-from flask.sessions import SecureCookieSession
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from flask import Flask
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from itsdangerous import BadSignature
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from werkzeug.datastructures import HeaderSet
-from werkzeug.http import dump_cookie, parse_set_header
+from werkzeug.http import parse_set_header
 from werkzeug.sansio.http import parse_cookie
 
 from bridge._exceptions import ConfigurationError
-
-SALT = "cookie-session"
 
 
 def _marks_accessed(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,6 +53,7 @@ class FlaskSession(SecureCookieSession):
     ``request.session`` must do the same.
     """
 
+    _accessed_on_use = True
     __getitem__ = _marks_accessed(SecureCookieSession.__getitem__)
     __contains__ = _marks_accessed(SecureCookieSession.__contains__)
     __iter__ = _marks_accessed(SecureCookieSession.__iter__)
@@ -66,6 +69,29 @@ class FlaskSession(SecureCookieSession):
     popitem = _marks_accessed(SecureCookieSession.popitem)
     setdefault = _marks_accessed(SecureCookieSession.setdefault)
     update = _marks_accessed(SecureCookieSession.update)
+
+
+_USES = tuple(name for name, value in vars(FlaskSession).items() if hasattr(value, "__wrapped__"))
+
+
+@functools.cache
+def _marking(cls: type[Any]) -> type[Any]:
+    uses = {name: _marks_accessed(getattr(cls, name)) for name in _USES if hasattr(cls, name)}
+    namespace = {"__slots__": (), "__module__": cls.__module__, "_accessed_on_use": True}
+    return type(cls.__name__, (cls,), {**namespace, **uses})
+
+
+def mark_accessed_on_use(session: SessionMixin) -> SessionMixin:
+    """*session*, now marked *accessed* by any read or write, as :class:`FlaskSession` is.
+
+    For a session some ``session_interface`` opened: its class becomes a
+    subclass of its own, so ``isinstance`` checks and ``save_session`` see the
+    class they expect. A session that is not a dict is left as it is.
+    """
+    if isinstance(session, dict) and not getattr(type(session), "_accessed_on_use", False):
+        # A dict subclass is unhashable; its class is not, whatever mypy infers.
+        session.__class__ = _marking(type(session))  # type: ignore[arg-type]
+    return session
 
 
 @dataclass(frozen=True)
@@ -112,17 +138,20 @@ class FlaskSessionConfig:
 
 
 class FlaskSessionCookie:
-    """Load and dump Flask session cookies with one app's settings."""
+    """Load and dump Flask session cookies with one app's settings.
+
+    The signing, the cookie's attributes and the decision to set, refresh or
+    delete it are Flask's own ``SecureCookieSessionInterface``, run on a bare
+    Flask app holding these settings alone.
+    """
 
     def __init__(self, config: FlaskSessionConfig) -> None:
         self.config = config
-        keys: list[Any] = [*config.secret_key_fallbacks, config.secret_key]  # the last one signs
-        self.serializer = URLSafeTimedSerializer(
-            keys,
-            salt=SALT,
-            serializer=TaggedJSONSerializer(),
-            signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha1},
-        )
+        self.app = _settings_app(config)
+        self.interface = SecureCookieSessionInterface()
+        serializer = self.interface.get_signing_serializer(self.app)
+        assert serializer is not None  # the config holds a secret key
+        self.serializer = serializer
 
     def load(self, value: str | None) -> FlaskSession:
         """The session in a cookie value; an empty session if it is missing, forged or expired."""
@@ -139,35 +168,29 @@ class FlaskSessionCookie:
         return str(self.serializer.dumps(dict(data)))
 
     def set_cookie_headers(self, session: SecureCookieSession) -> tuple[list[str], bool]:
-        """The ``Set-Cookie`` values to send, and whether to add ``Vary: Cookie``.
+        """The ``Set-Cookie`` values to send, and whether to add ``Vary: Cookie``:
+        what Flask's ``save_session`` puts in a response."""
+        response = self.app.response_class()
+        self.interface.save_session(self.app, session, response)
+        return response.headers.getlist("Set-Cookie"), "Cookie" in response.vary
 
-        The same decisions as Flask's ``SecureCookieSessionInterface.save_session``.
-        """
-        config = self.config
-        vary = bool(session.accessed)
-        if not dict.__len__(session):
-            if not session.modified:
-                return [], vary
-            deleted = self._cookie("", expires=0, max_age=0)
-            return [deleted], True
-        if not (session.modified or (session.permanent and config.refresh_each_request)):
-            return [], vary
-        expires = datetime.now(UTC) + config.lifetime if session.permanent else None
-        return [self._cookie(self.dump(dict(dict.items(session))), expires=expires)], True
 
-    def _cookie(self, value: str, **options: Any) -> str:
-        config = self.config
-        return dump_cookie(
-            config.cookie_name,
-            value,
-            path=config.path,
-            domain=config.domain,
-            secure=config.secure,
-            httponly=config.httponly,
-            samesite=config.samesite,
-            partitioned=config.partitioned,
-            **options,
-        )
+def _settings_app(config: FlaskSessionConfig) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=config.secret_key,
+        SECRET_KEY_FALLBACKS=list(config.secret_key_fallbacks),
+        SESSION_COOKIE_NAME=config.cookie_name,
+        SESSION_COOKIE_DOMAIN=config.domain,
+        SESSION_COOKIE_PATH=config.path,
+        SESSION_COOKIE_HTTPONLY=config.httponly,
+        SESSION_COOKIE_SECURE=config.secure,
+        SESSION_COOKIE_SAMESITE=config.samesite,
+        SESSION_COOKIE_PARTITIONED=config.partitioned,
+        PERMANENT_SESSION_LIFETIME=config.lifetime,
+        SESSION_REFRESH_EACH_REQUEST=config.refresh_each_request,
+    )
+    return app
 
 
 class FlaskSessionMiddleware:

@@ -13,6 +13,11 @@ route lists and consulted per request. Binding a request costs tens of
 microseconds (Flask builds a request object and a URL adapter), so the table
 remembers its answers per method, scheme, host, path and root path, the whole
 of what Flask's binding and Starlette's matching read.
+
+What it remembers is a :class:`Target`: the route and whether the port can
+serve the request. A legacy or async route is settled by that alone; a route
+in shadow or canary, or one an operator has overridden, is decided per request
+from the target by :mod:`bridge._rollout.runtime`.
 """
 
 from __future__ import annotations
@@ -51,6 +56,31 @@ MEMO_SIZE = 4096
 # What decides the side of a request: method, scheme, Host header(s), server
 # address (read when there is no Host header), path and root path.
 _MemoKey = tuple[str, str, tuple[bytes, ...], Any, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What routing settles for every request alike: which route, and whether the port has it.
+
+    *key* is the route's manifest key (a HEAD request without a HEAD rule of
+    its own follows its GET), ``None`` when no Flask rule of the app's own
+    matches or Flask answers the routing itself (404, 405, redirects). *state*
+    is the manifest's state, ``LEGACY`` when the port cannot serve this request;
+    *ported* is whether the FastAPI app fully matches it.
+    """
+
+    key: RouteKey | None
+    state: RouteState
+    ported: bool
+
+    @property
+    def label(self) -> str:
+        """The route as metrics name it: ``GET /rule``, or ``(unmatched)``."""
+        return "(unmatched)" if self.key is None else str(self.key)
+
+
+_LEGACY_ANSWER = Target(None, RouteState.LEGACY, ported=False)
+_ASYNC_ANSWER = Target(None, RouteState.ASYNC, ported=True)
 
 
 @dataclass(frozen=True)
@@ -131,7 +161,7 @@ class RouteTable:
         self.bind: Binder = bind or functools.partial(bind_request, url_map)
         self.async_routes = list(async_routes)
         self.memo_size = memo_size
-        self._memo: dict[_MemoKey, RouteState] = {}
+        self._memo: dict[_MemoKey, Target] = {}
         self.reload(manifest)
 
     def reload(self, manifest: Manifest) -> None:
@@ -156,28 +186,37 @@ class RouteTable:
         self._memo = {}
 
     def side_for(self, scope: Scope) -> RouteState:
-        """The side that answers this HTTP request."""
+        """The manifest's side for this HTTP request: ``LEGACY`` or ``ASYNC``, or
+        ``SHADOW`` or ``CANARY``, which the rollout decides per request."""
+        return self.target_for(scope).state
+
+    def target_for(self, scope: Scope) -> Target:
+        """The route of this HTTP request and whether the port serves it, remembered."""
         key = _memo_key(scope)
-        side = self._memo.get(key)
-        if side is None:
-            side = self._decide(scope)
+        target = self._memo.get(key)
+        if target is None:
+            target = self._decide(scope)
             memo = self._memo
             if len(memo) >= self.memo_size:
                 del memo[next(iter(memo))]  # the oldest: dicts keep insertion order
-            memo[key] = side
-        return side
+            memo[key] = target
+        return target
 
-    def _decide(self, scope: Scope) -> RouteState:
+    def _decide(self, scope: Scope) -> Target:
         rule = self.match_rule(scope)
+        if rule is _PASS_TO_LEGACY:
+            return _LEGACY_ANSWER
         if rule is None:
-            return RouteState.ASYNC if self._async_matches(scope) else RouteState.LEGACY
+            return _ASYNC_ANSWER if self._async_matches(scope) else _LEGACY_ANSWER
         method = scope["method"]
-        state = self._states.get(RouteKey(method, rule.rule))
-        if state is None and method == "HEAD":
-            state = self._states.get(RouteKey("GET", rule.rule))
-        if state is RouteState.ASYNC and self._async_matches(scope):
-            return RouteState.ASYNC
-        return RouteState.LEGACY
+        key = RouteKey(method, rule.rule)
+        if key not in self._states and method == "HEAD":
+            key = RouteKey("GET", rule.rule)
+        if key not in self._states:  # Flask's automatic OPTIONS
+            return _LEGACY_ANSWER
+        ported = self._async_matches(scope)
+        state = self._states[key] if ported else RouteState.LEGACY
+        return Target(key, state, ported)
 
     def match_rule(self, scope: Scope) -> Rule | None:
         """The Flask rule the request matches, or ``None``.
@@ -212,9 +251,9 @@ def _check(manifest: Manifest, routes: list[FlaskRoute]) -> None:
                 f"route {key} matches no rule of the Flask app{_closest(key, known)}",
                 path=manifest.path,
             )
-        if state is RouteState.ASYNC and not known[key].ported:
+        if state.needs_port and not known[key].ported:
             raise ManifestError(
-                f"route {key} is async but the FastAPI app has no {key.method} route "
+                f"route {key} is {state} but the FastAPI app has no {key.method} route "
                 f"for {key.rule}: port it first or set it to legacy",
                 path=manifest.path,
             )

@@ -370,12 +370,11 @@ def test_url_for_bounds_the_search() -> None:
         compat.url_for(request, "catalog.sku", **eight, v7=7)
 
 
-@pytest.mark.parametrize("option", ["_external", "_scheme", "_method"])
-def test_url_for_refuses_what_it_does_not_reproduce(option: str) -> None:
+def test_url_for_refuses_what_it_does_not_reproduce() -> None:
     request = Request({"type": "http", "app": ported_url_app(), "headers": []})
 
-    with pytest.raises(URLForError, match=option) as caught:
-        compat.url_for(request, "item", i=1, **{option: "x"})
+    with pytest.raises(URLForError, match="_method") as caught:
+        compat.url_for(request, "item", i=1, _method="GET")
     assert isinstance(caught.value, TypeError)  # what callers caught before
 
 

@@ -18,11 +18,12 @@ from fastapi import FastAPI, Request
 from flask import Flask, jsonify, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, text
-from starlette.types import Message
+from starlette.types import Message, Receive, Scope, Send
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from bridge._exceptions import ManifestError
 from bridge._porting.database import DatabaseSettings
-from bridge._serving.hybrid import HybridApp
+from bridge._serving.hybrid import METRICS_TOKEN_ENV, HybridApp, metrics_for
 from bridge._serving.manifest import parse_manifest
 from tests.bridge.apps import SentMessages, http_scope, stop
 
@@ -586,3 +587,75 @@ def test_gunicorn_with_uvicorn_workers_serves_the_demo_through_the_public_factor
     sides = sides_served(command, port, demo_env, tmp_path)
 
     assert sides == ["async", "legacy", "legacy"]
+
+
+METRICS = """
+[rollout]
+metrics_path = "/_bridge/metrics"
+metrics_token = "t0ken"
+
+[routes]
+"GET /greeting" = "async"
+"""
+
+
+async def test_the_metrics_path_is_answered_before_either_app_sees_it() -> None:
+    apps = Apps()
+    apps.flask.add_url_rule("/<path:anything>", "catch_all", lambda anything: "legacy")
+    scraped: list[str] = []
+
+    async def metrics_app(scope: Scope, receive: Receive, send: Send) -> None:
+        scraped.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"metrics"})
+
+    hybrid = HybridApp(apps.flask, apps.fastapi, parse_manifest(METRICS), metrics_app=metrics_app)
+    async with client(hybrid) as http:
+        scrape = await http.get("/_bridge/metrics")
+        other = await http.get("/_bridge/metrics/more")
+
+    assert scrape.text == "metrics"
+    assert "x-bridge-side" not in scrape.headers
+    assert scraped == ["/_bridge/metrics"]
+    assert other.text == "legacy"
+    assert apps.views_run == 1
+
+
+async def test_every_answer_is_told_to_the_metrics() -> None:
+    apps = Apps()
+    told: list[tuple[str, str, int]] = []
+
+    class Told:
+        def request(self, route: str, side: str, status: int, seconds: float) -> None:
+            told.append((route, side, status))
+
+        def shadow(self, route: str, outcome: str) -> None:
+            raise AssertionError("no route is in shadow")
+
+        def tick(self) -> None:
+            pass
+
+    hybrid = HybridApp(apps.flask, apps.fastapi, parse_manifest(PORTED), metrics=Told())
+    async with client(hybrid) as http:
+        await http.get("/greeting")
+        upload = await http.post("/upload", content=b"x" * 65)  # over max_body_size
+        await http.get("/nowhere")
+
+    assert upload.status_code == 413
+    assert told == [
+        ("GET /greeting", "async", 200),
+        ("POST /upload", "legacy", 413),  # answered for the legacy side, in its shape
+        ("(unmatched)", "legacy", 404),
+    ]
+
+
+def test_a_metrics_path_without_a_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(METRICS_TOKEN_ENV, raising=False)
+    manifest = parse_manifest(METRICS.replace('metrics_token = "t0ken"', ""), path="m.toml")
+    apps = Apps()
+
+    with pytest.raises(ManifestError) as caught:
+        metrics_for(manifest, apps.flask, apps.fastapi)
+
+    assert str(caught.value).startswith("m.toml: [rollout] metrics_path is set but no token")
+    assert METRICS_TOKEN_ENV in str(caught.value)

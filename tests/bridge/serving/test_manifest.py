@@ -9,7 +9,9 @@ from bridge._exceptions import ConfigurationError, ManifestError
 from bridge._serving.manifest import (
     BridgeOptions,
     LoginRule,
+    RolloutOptions,
     RouteKey,
+    RoutePlan,
     RouteState,
     load_manifest,
     parse_manifest,
@@ -271,3 +273,89 @@ def test_the_shadow_login_rule_is_parsed() -> None:
     )
     assert manifest.login == LoginRule(session_key="uid", query="SELECT id FROM u WHERE e = :user")
     assert parse_manifest("").login is None
+
+
+ROLLOUT = """
+[routes]
+"GET /a" = { state = "canary", percent = 12.5 }
+"GET /b" = { state = "shadow", sample = 0.1, timeout = 2, ignore = ["$.at"] }
+"POST /c" = { state = "shadow", shadow_writes = true }
+"GET /d" = "shadow"
+
+[rollout]
+bucket_key = "session:user_id"
+error_rate = 0.1
+min_requests = 20
+metrics_path = "/_bridge/metrics"
+"""
+
+
+def test_rollout_states_and_options_are_parsed() -> None:
+    manifest = parse_manifest(ROLLOUT)
+
+    assert manifest.plan("GET", "/a") == RoutePlan(RouteState.CANARY, percent=12.5)
+    assert manifest.plan("GET", "/b") == RoutePlan(RouteState.SHADOW, sample=0.1, timeout=2.0)
+    assert manifest.rules[RouteKey("GET", "/b")].ignore == ("$.at",)
+    assert manifest.plan("POST", "/c").shadow_writes is True
+    assert manifest.plan("GET", "/d") == RoutePlan(RouteState.SHADOW)
+    assert manifest.plan("GET", "/unlisted") == RoutePlan(RouteState.LEGACY)
+    assert manifest.state("GET", "/a") is RouteState.CANARY
+    assert manifest.async_routes == [
+        RouteKey("GET", "/a"),
+        RouteKey("GET", "/b"),
+        RouteKey("POST", "/c"),
+        RouteKey("GET", "/d"),
+    ]
+    rollout = manifest.rollout
+    assert (rollout.bucket_key, rollout.error_rate, rollout.min_requests) == (
+        "session:user_id",
+        0.1,
+        20,
+    )
+    assert rollout.metrics_path == "/_bridge/metrics"
+    assert (rollout.sample, rollout.window) == (RolloutOptions.sample, RolloutOptions.window)
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        ('{ state = "canary" }', r"is a canary: give the share of users it serves"),
+        ('{ state = "canary", percent = 0 }', r"percent must be a number above 0 to 100, got 0"),
+        ('{ state = "canary", percent = 101 }', r"percent must be a number above 0 to 100"),
+        ('{ state = "async", percent = 5 }', r"percent does not apply to a route in state async"),
+        ('{ state = "shadow", sample = 1.5 }', r"sample must be a number from 0 to 1, got 1.5"),
+        ('{ state = "canary", percent = 5, sample = 1 }', r"sample does not apply"),
+        ('{ state = "shadow", shadow_writes = true }', r"shadow_writes applies to methods that"),
+        ('{ state = "shadow", timeout = 0 }', r"timeout must be a number of seconds above 0"),
+        ('"beta"', r"has state 'beta': use one of legacy, shadow, canary, async"),
+    ],
+)
+def test_bad_rollout_plans_are_refused(route: str, message: str) -> None:
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest(f'[routes]\n"GET /a" = {route}\n')
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('bucket_key = "user"', r'bucket_key must be "client", "session:KEY"'),
+        ('bucket_key = "header:"', r"bucket_key must be"),
+        ("error_rate = 2", r"\[rollout\] error_rate must be a number from 0 to 1"),
+        ("min_requests = 0", r"\[rollout\] min_requests must be a whole number above 0"),
+        ('metrics_path = "metrics"', r'metrics_path must start with "/"'),
+        ("window = -1", r"window must be a number of seconds above 0"),
+        ("flap = true", r"unknown key 'flap' in \[rollout\]"),
+    ],
+)
+def test_bad_rollout_options_are_refused(line: str, message: str) -> None:
+    with pytest.raises(ManifestError, match=message):
+        parse_manifest(f"[rollout]\n{line}\n")
+
+
+def test_a_shadow_or_canary_route_needs_the_fastapi_app() -> None:
+    manifest = parse_manifest('[apps]\nflask = "x:app"\n[routes]\n"GET /a" = "shadow"\n')
+
+    with pytest.raises(
+        ManifestError, match=r"route GET /a is shadow but \[apps\] names no fastapi"
+    ):
+        manifest.check_apps()

@@ -13,7 +13,13 @@ from werkzeug.routing import Map, MapAdapter, Rule
 from bridge._exceptions import ManifestError
 from bridge._serving.hybrid import HybridApp
 from bridge._serving.manifest import Manifest, RouteKey, RouteState, parse_manifest
-from bridge._serving.routing import RouteTable, async_serves, bind_request, sample_path
+from bridge._serving.routing import (
+    RouteTable,
+    Target,
+    async_serves,
+    bind_request,
+    sample_path,
+)
 from tests.bridge.apps import http_scope
 
 
@@ -527,3 +533,66 @@ def test_a_manifest_that_does_not_fit_is_refused_and_the_old_one_stays() -> None
 
     assert routes.side_for(http_scope("GET", "/products")) is RouteState.ASYNC
     assert routes.manifest.routes[RouteKey("GET", "/products")] is RouteState.ASYNC
+
+
+ROLLING = """
+[routes]
+"GET /products" = { state = "canary", percent = 10 }
+"GET /products/<int:product_id>" = "shadow"
+"GET /feed" = "async"
+"""
+
+
+def test_target_names_the_route_its_state_and_whether_the_port_has_it(
+    table: TableFactory,
+) -> None:
+    routes = table(ROLLING)
+
+    assert routes.target_for(http_scope("GET", "/products")) == Target(
+        RouteKey("GET", "/products"), RouteState.CANARY, ported=True
+    )
+    assert routes.target_for(http_scope("GET", "/products/7")) == Target(
+        RouteKey("GET", "/products/<int:product_id>"), RouteState.SHADOW, ported=True
+    )
+    # Unlisted, and listed but not ported: a route still, so an override can name it.
+    assert routes.target_for(http_scope("POST", "/products")) == Target(
+        RouteKey("POST", "/products"), RouteState.LEGACY, ported=False
+    )
+    assert routes.target_for(http_scope("GET", "/orders/")) == Target(
+        RouteKey("GET", "/orders/"), RouteState.LEGACY, ported=True
+    )
+
+
+def test_head_follows_its_get_and_automatic_options_belongs_to_no_route(
+    table: TableFactory,
+) -> None:
+    routes = table(ROLLING)
+
+    head = routes.target_for(http_scope("HEAD", "/feed"))
+    options = routes.target_for(http_scope("OPTIONS", "/feed"))
+
+    assert head == Target(RouteKey("GET", "/feed"), RouteState.ASYNC, ported=True)
+    assert options.key is None
+    assert options.state is RouteState.LEGACY
+    assert options.label == "(unmatched)"
+
+
+def test_requests_flask_answers_itself_belong_to_no_route(table: TableFactory) -> None:
+    routes = table(ROLLING)
+
+    for scope in (
+        http_scope("DELETE", "/reports"),  # 405
+        http_scope("GET", "/orders"),  # the redirect to /orders/
+        http_scope("GET", "/nowhere"),  # 404
+    ):
+        assert routes.target_for(scope) == Target(None, RouteState.LEGACY, ported=False)
+    assert routes.target_for(http_scope("GET", "/health")) == Target(
+        None, RouteState.ASYNC, ported=True
+    )
+
+
+def test_a_shadow_or_canary_key_without_a_port_is_an_error(table: TableFactory) -> None:
+    with pytest.raises(ManifestError, match="route POST /products is shadow but the FastAPI"):
+        table('[routes]\n"POST /products" = "shadow"\n')
+    with pytest.raises(ManifestError, match="route POST /products is canary but the FastAPI"):
+        table('[routes]\n"POST /products" = { state = "canary", percent = 5 }\n')

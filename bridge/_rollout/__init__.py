@@ -1,0 +1,1 @@
+"""The phased rollout: shadow and canary states, shared state, fallback and metrics."""
