@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -287,6 +288,7 @@ def running(server: Server, database_url: str) -> Iterator[tuple[str, int]]:
         "DATABASE_POOL_SIZE": str(POOL // server.workers),
         "DATABASE_MAX_OVERFLOW": "0",
         "PYTHONPATH": str(ROOT),
+        "SECRET_KEY": _SECRET_KEY,  # the hybrid refuses a Flask app without one
     }
     command = ["taskset", "-c", server.cores, *argv]
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
@@ -301,6 +303,9 @@ def running(server: Server, database_url: str) -> Iterator[tuple[str, int]]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+_SECRET_KEY = os.environ.get("SECRET_KEY") or secrets.token_hex()
 
 
 def cpu_seconds(group: int) -> float:

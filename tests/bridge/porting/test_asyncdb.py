@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -15,7 +16,13 @@ from sqlalchemy import Engine, event, func, insert, select, text
 from werkzeug.exceptions import ServiceUnavailable
 
 from bridge import AsyncDatabaseError, BridgeError
-from bridge._porting.asyncdb import AsyncDatabase, DbConnection, DbSession, request_session
+from bridge._porting.asyncdb import (
+    YOUNG_GENERATION_THRESHOLD,
+    AsyncDatabase,
+    DbConnection,
+    DbSession,
+    request_session,
+)
 from bridge._porting.database import DatabaseSettings
 from bridge._porting.error_envelope import install_error_envelope
 from tests.bridge.apps import Item, error_body, insert_items
@@ -167,6 +174,40 @@ async def test_engine_is_disposed_at_shutdown(
     assert len(closed) == 1
     with pytest.raises(RuntimeError, match="the async engine is not started"):
         db.engine  # noqa: B018
+
+
+@pytest.fixture
+def collector_thresholds() -> Iterator[None]:
+    saved = gc.get_threshold()
+    yield
+    gc.set_threshold(*saved)
+
+
+@pytest.mark.usefixtures("collector_thresholds")
+async def test_start_raises_the_default_young_generation_threshold(
+    database_settings: DatabaseSettings,
+) -> None:
+    gc.set_threshold(700, 10, 10)  # the interpreter's default
+    db = AsyncDatabase(database_settings)
+    await db.start()
+    try:
+        assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, 10, 10)
+    finally:
+        await db.stop()
+
+
+@pytest.mark.usefixtures("collector_thresholds")
+@pytest.mark.parametrize("thresholds", [(50_000, 5, 5), (0, 10, 10)], ids=["higher", "disabled"])
+async def test_start_keeps_a_higher_or_disabled_threshold(
+    database_settings: DatabaseSettings, thresholds: tuple[int, int, int]
+) -> None:
+    gc.set_threshold(*thresholds)
+    db = AsyncDatabase(database_settings)
+    await db.start()
+    try:
+        assert gc.get_threshold() == thresholds
+    finally:
+        await db.stop()
 
 
 async def test_engine_before_start_explains_how_to_start_it(
