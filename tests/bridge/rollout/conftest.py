@@ -16,8 +16,3 @@ def store(database_url: str) -> Iterator[RolloutStore]:
     yield store
     metadata.drop_all(store.engine)
     store.dispose()
-
-
-@pytest.fixture
-def rollout_store(store: RolloutStore) -> RolloutStore:
-    return store

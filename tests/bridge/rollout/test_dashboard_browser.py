@@ -48,7 +48,7 @@ class Demo:
 
 
 @pytest.fixture
-def demo(tmp_path: Path, database_url: str, rollout_store: RolloutStore) -> Iterator[Demo]:
+def demo(tmp_path: Path, database_url: str, store: RolloutStore) -> Iterator[Demo]:
     manifest = (ROOT / "migration.toml").read_text(encoding="utf-8")
     manifest = manifest.replace(
         '"async_app:create_app"', '"tests.bridge.rollout.dashboard_demo:create_app"'

@@ -52,7 +52,7 @@ async def sides(client: httpx.AsyncClient, count: int = 1) -> list[str]:
 
 
 async def test_fallback_demotes_a_failing_port_until_an_operator_clears_it(
-    tmp_path: Path, database_url: str, rollout_store: RolloutStore
+    tmp_path: Path, database_url: str, store: RolloutStore
 ) -> None:
     apps = Apps()
     path = write_manifest(tmp_path / "migration.toml")
@@ -61,18 +61,18 @@ async def test_fallback_demotes_a_failing_port_until_an_operator_clears_it(
     async with serving(hybrid) as client:
         assert await sides(client, 10) == ["async"] * 10
         await hybrid.rollout.poll_once()
-        assert rollout_store.overrides() == {}  # a healthy port stays
+        assert store.overrides() == {}  # a healthy port stays
 
         apps.mode = "error"
         assert await sides(client, 10) == ["async"] * 10
         await hybrid.rollout.poll_once()
         assert await sides(client, 3) == ["legacy"] * 3  # at once in this worker
 
-        override = rollout_store.overrides()[ITEMS]
+        override = store.overrides()[ITEMS]
         assert override.demoted
         assert override.state is RouteState.LEGACY
         assert "5xx rate 50.0% (10 of 20 requests)" in override.reason
-        assert [event.action for event in rollout_store.events(ITEMS)][:1] == ["demote"]
+        assert [event.action for event in store.events(ITEMS)][:1] == ["demote"]
 
         # A new manifest keeps the route where the server put it.
         write_manifest(path, extra="keep_mismatches = 5\n")
@@ -81,17 +81,17 @@ async def test_fallback_demotes_a_failing_port_until_an_operator_clears_it(
         assert await sides(client, 3) == ["legacy"] * 3
 
         apps.mode = "same"
-        rollout_store.clear(ITEMS, actor="operator")
+        store.clear(ITEMS, actor="operator")
         await hybrid.rollout.poll_once()
         assert await sides(client, 3) == ["async"] * 3
         await hybrid.rollout.poll_once()  # the old errors no longer count
-        assert ITEMS not in rollout_store.overrides()
+        assert ITEMS not in store.overrides()
     assert ("GET /items", "async", 500) in metrics.requests
     assert metrics.ticks >= 5
 
 
 async def test_a_quiet_route_is_not_demoted_by_a_few_errors(
-    tmp_path: Path, database_url: str, rollout_store: RolloutStore
+    tmp_path: Path, database_url: str, store: RolloutStore
 ) -> None:
     apps = Apps()
     apps.mode = "error"
@@ -102,12 +102,12 @@ async def test_a_quiet_route_is_not_demoted_by_a_few_errors(
         await hybrid.rollout.poll_once()
         assert await sides(client) == ["async"]
 
-    assert rollout_store.overrides() == {}
-    assert rollout_store.counts()[ITEMS].errors_async == 10  # the last one reported at shutdown
+    assert store.overrides() == {}
+    assert store.counts()[ITEMS].errors_async == 10  # the last one reported at shutdown
 
 
 async def test_a_shadow_that_differs_too_often_is_demoted_and_its_mismatches_stored(
-    tmp_path: Path, database_url: str, rollout_store: RolloutStore
+    tmp_path: Path, database_url: str, store: RolloutStore
 ) -> None:
     apps = Apps()
     apps.mode = "different"
@@ -122,9 +122,9 @@ async def test_a_shadow_that_differs_too_often_is_demoted_and_its_mismatches_sto
         await metrics.outcomes(10)
         await hybrid.rollout.poll_once()
 
-    assert rollout_store.overrides()[ITEMS].demoted
-    assert "mismatch rate 100.0%" in rollout_store.overrides()[ITEMS].reason
-    mismatches = rollout_store.mismatches(ITEMS)
+    assert store.overrides()[ITEMS].demoted
+    assert "mismatch rate 100.0%" in store.overrides()[ITEMS].reason
+    mismatches = store.mismatches(ITEMS)
     assert len(mismatches) == 3  # the newest, of ten
     assert ["authorization", "[redacted]"] in mismatches[0].request["headers"]
     assert "s3cret" not in str(mismatches[0])
@@ -133,7 +133,7 @@ async def test_a_shadow_that_differs_too_often_is_demoted_and_its_mismatches_sto
 
 
 async def test_an_operator_override_wins_over_the_manifest(
-    tmp_path: Path, database_url: str, rollout_store: RolloutStore
+    tmp_path: Path, database_url: str, store: RolloutStore
 ) -> None:
     apps = Apps()
     hybrid, _ = hybrid_on(
@@ -142,14 +142,14 @@ async def test_an_operator_override_wins_over_the_manifest(
 
     async with serving(hybrid) as client:
         assert await sides(client) == ["legacy"]
-        rollout_store.set_state(ITEMS, RouteState.ASYNC, actor="operator")
+        store.set_state(ITEMS, RouteState.ASYNC, actor="operator")
         assert await sides(client) == ["legacy"]  # until the next poll
         await hybrid.rollout.poll_once()
         assert await sides(client) == ["async"]
 
 
 async def test_a_bad_manifest_is_logged_once_and_the_old_one_kept(
-    tmp_path: Path, database_url: str, rollout_store: RolloutStore, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, database_url: str, store: RolloutStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     apps = Apps()
     path = write_manifest(tmp_path / "migration.toml")
@@ -227,7 +227,7 @@ async def test_a_canary_serves_its_share_of_users_each_always_on_one_side() -> N
 
 
 async def test_raising_a_canary_by_override_keeps_every_user_already_on_the_port(
-    database_url: str, rollout_store: RolloutStore
+    database_url: str, store: RolloutStore
 ) -> None:
     apps = Apps()
     manifest = parse_manifest(CANARY.format(key="header:x-user", percent=20))
@@ -246,7 +246,7 @@ async def test_raising_a_canary_by_override_keeps_every_user_already_on_the_port
 
     async with serving(hybrid) as client:
         before = await port_users(client)
-        rollout_store.set_state(ITEMS, RouteState.CANARY, percent=60, actor="operator")
+        store.set_state(ITEMS, RouteState.CANARY, percent=60, actor="operator")
         await hybrid.rollout.poll_once()
         after = await port_users(client)
 
@@ -280,7 +280,7 @@ async def test_a_canary_answer_of_the_port_that_fails_is_counted_not_retried() -
 
 
 async def test_a_change_to_apps_or_bridge_says_it_needs_a_restart(
-    tmp_path: Path, database_url: str, rollout_store: RolloutStore, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, database_url: str, store: RolloutStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     apps = Apps()
     path = write_manifest(tmp_path / "migration.toml")

@@ -78,7 +78,7 @@ DEADLINE = 30
 
 
 @pytest.fixture
-def server(tmp_path: Path, database_url: str, rollout_store: RolloutStore) -> Iterator[Server]:
+def server(tmp_path: Path, database_url: str, store: RolloutStore) -> Iterator[Server]:
     name = f"workers_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}_legacy.py").write_text(textwrap.dedent(LEGACY_SOURCE), encoding="utf-8")
     (tmp_path / f"{name}_ported.py").write_text(textwrap.dedent(PORTED_SOURCE), encoding="utf-8")
@@ -142,13 +142,13 @@ def test_a_manifest_change_reaches_every_worker_within_seconds(server: Server) -
 
 
 def test_a_demotion_reaches_every_worker_within_seconds(
-    server: Server, rollout_store: RolloutStore
+    server: Server, store: RolloutStore
 ) -> None:
     for _ in range(10):
         server.answer("/boom")  # the port answers 500
 
     server.wait_until_both_workers("/boom", "legacy")
 
-    override = rollout_store.overrides()[RouteKey("GET", "/boom")]
+    override = store.overrides()[RouteKey("GET", "/boom")]
     assert override.demoted
     assert "5xx rate" in override.reason
