@@ -22,7 +22,9 @@ one truth with no new infrastructure:
 ``flask2fastapi_rollout_mismatches``
     the newest shadows that differed, redacted before they get here.
 
-The tables are created on first use. Each worker writes only its own count
+On PostgreSQL its connections are named ``flask2fastapi rollout`` in
+``pg_stat_activity`` (or the URL's ``application_name`` followed by
+``rollout``). The tables are created on first use. Each worker writes only its own count
 rows, so adding counts is an ``UPDATE`` and, the first time, an ``INSERT`` that
 no other worker races; the store works the same on PostgreSQL, SQLite and any
 backend SQLAlchemy speaks. Its calls block: the server makes them from a thread.
@@ -290,12 +292,23 @@ class RolloutStore:
         (``sqlite:///file``, ``postgresql://``, with or without a driver); any
         other URL goes to SQLAlchemy as it is.
         """
-        backend = sa.make_url(url).get_backend_name()
+        parsed = sa.make_url(url)
+        backend = parsed.get_backend_name()
         sync_url = DatabaseSettings(url).sync_url if backend in ("sqlite", "postgresql") else url
-        # Pre-ping: the store is polled in the background every few seconds, where
-        # a ping's round trip costs nothing and a stale connection after a
-        # database restart would cost a poll.
-        return cls(sa.create_engine(sync_url, pool_size=2, pool_pre_ping=True), worker=worker)
+        options: dict[str, Any] = {}
+        if backend == "postgresql":
+            # Its own name in pg_stat_activity, apart from the app's connections.
+            name = parsed.query.get("application_name")
+            label = f"{name} rollout" if isinstance(name, str) else "flask2fastapi rollout"
+            options["connect_args"] = {"application_name": label}
+        # One connection kept per worker: the poll uses one at a time; the
+        # dashboard's reads borrow up to two more and close them. Pre-ping: the
+        # store is polled in the background, where a ping's round trip costs
+        # nothing and a stale connection after a database restart would cost a poll.
+        engine = sa.create_engine(
+            sync_url, pool_size=1, max_overflow=2, pool_pre_ping=True, **options
+        )
+        return cls(engine, worker=worker)
 
     def dispose(self) -> None:
         self.engine.dispose()

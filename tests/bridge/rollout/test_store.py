@@ -6,6 +6,7 @@ import math
 import threading
 from datetime import UTC, datetime
 
+import pytest
 import sqlalchemy as sa
 
 from bridge._rollout.store import (
@@ -17,6 +18,7 @@ from bridge._rollout.store import (
     RolloutStore,
 )
 from bridge._serving.manifest import RouteKey, RouteState
+from tests.conftest import ON_POSTGRES
 
 LIST = RouteKey("GET", "/api/products")
 ONE = RouteKey("GET", "/api/products/<int:product_id>")
@@ -222,3 +224,15 @@ def test_counts_series_is_per_bucket(store: RolloutStore) -> None:
 
 def _bucket_start(epoch: float) -> int:
     return int(epoch // BUCKET_SECONDS * BUCKET_SECONDS)
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="needs TEST_DATABASE_URL on PostgreSQL")
+def test_its_postgresql_connections_carry_a_name_of_their_own(database_url: str) -> None:
+    named = sa.make_url(database_url).update_query_dict({"application_name": "shop"})
+    for url, expected in ((database_url, "flask2fastapi rollout"), (named, "shop rollout")):
+        text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+        store = RolloutStore.from_url(text)
+        with store.engine.connect() as connection:
+            name = connection.scalar(sa.text("SELECT current_setting('application_name')"))
+        store.dispose()
+        assert name == expected
