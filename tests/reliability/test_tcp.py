@@ -333,7 +333,7 @@ def test_a_write_refused_at_commit_is_never_a_2xx(hybrid: Server) -> None:
 
 
 def test_orders_from_both_sides_at_once_never_oversell(hybrid: Server) -> None:
-    stock = 10
+    stock = 20
     product = hybrid.add_product(stock=stock, sku=unique_sku())
     cookies = hybrid.logged_in().cookies
     client = hybrid.client(cookies=cookies, limits=httpx.Limits(max_connections=16))

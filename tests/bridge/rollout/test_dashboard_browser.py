@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as expected
 from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.wait import WebDriverWait
 
 from bridge._rollout.store import RolloutStore
 from tests.bridge.apps import stop
@@ -31,6 +33,7 @@ ROOT = Path(__file__).parents[3]
 TOKEN = "dashboard-test-token-" + "x" * 20
 SHADOWED = "GET /api/products/<int:product_id>"
 START_TIMEOUT = 60
+PAGE_TIMEOUT = 20  # seconds a page has to load after a click
 
 
 @dataclass
@@ -116,6 +119,8 @@ def test_the_dashboard_shows_the_traffic_and_promotes_a_route(demo: Demo) -> Non
         assert "Admin token" in browser.page_source  # the 401 login page
         browser.find_element(By.NAME, "token").send_keys(TOKEN)
         browser.find_element(By.CSS_SELECTOR, "form button").click()
+        wait = WebDriverWait(browser, PAGE_TIMEOUT)  # a click starts a navigation only
+        wait.until(expected.presence_of_element_located((By.ID, "ported")))
 
         tiles = {
             tile.get_attribute("id"): tile.find_element(By.TAG_NAME, "b").text
@@ -136,6 +141,7 @@ def test_the_dashboard_shows_the_traffic_and_promotes_a_route(demo: Demo) -> Non
         browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
 
         row.find_element(By.TAG_NAME, "a").click()
+        wait.until(expected.presence_of_element_located((By.CSS_SELECTOR, "section.mismatch")))
         mismatches = browser.find_elements(By.CSS_SELECTOR, "section.mismatch")
         assert len(mismatches) == 5
         assert "$.name" in mismatches[0].find_element(By.CSS_SELECTOR, "pre.diff").text
@@ -148,8 +154,9 @@ def test_the_dashboard_shows_the_traffic_and_promotes_a_route(demo: Demo) -> Non
         form.find_element(By.NAME, "percent").send_keys("10")
         form.find_element(By.NAME, "force").click()
         form.find_element(By.TAG_NAME, "button").click()
+        said = (By.CSS_SELECTOR, ".message")
+        wait.until(expected.text_to_be_present_in_element(said, "canary 10%, by dashboard"))
         assert browser.find_element(By.ID, "effective").text == "canary"
-        assert "canary 10%, by dashboard" in browser.find_element(By.CSS_SELECTOR, ".message").text
 
     status = subprocess.run(
         [sys.executable, "-m", "bridge", "status", "--json", "--manifest", str(demo.manifest)],
