@@ -31,6 +31,7 @@ from sqlalchemy.exc import ArgumentError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bridge._exceptions import ConfigurationError, DatabaseURLError
+from bridge._porting.fair_pool import FairAsyncPool
 
 AsyncDriver = Literal["asyncpg", "psycopg"]
 
@@ -221,9 +222,10 @@ class DatabaseSettings:
         """Keyword arguments for ``create_async_engine`` with :attr:`async_url`.
 
         :meth:`engine_options`, plus the connect arguments that stand for URL
-        parameters the async driver takes only as keywords.
+        parameters the async driver takes only as keywords, and a pool that
+        serves waiting requests in turn (:class:`~bridge._porting.fair_pool.FairAsyncPool`).
         """
-        options = self.engine_options()
+        options = {**self.engine_options(), "poolclass": FairAsyncPool}
         return _with_connect_args(options, self._async_connection[1])
 
     def flask_config(self) -> dict[str, Any]:

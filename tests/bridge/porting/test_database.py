@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, event, text
 
 from bridge._exceptions import ConfigurationError, DatabaseURLError
 from bridge._porting.database import DatabaseSettings
+from bridge._porting.fair_pool import FairAsyncPool
 
 
 @pytest.mark.parametrize(
@@ -295,6 +296,7 @@ def test_libpq_parameters_move_from_the_asyncpg_url_to_connect_arguments() -> No
     assert settings.async_url.render_as_string() == "postgresql+asyncpg://db/shop?ssl=require"
     assert settings.async_engine_options() == {
         **settings.engine_options(),
+        "poolclass": FairAsyncPool,
         "connect_args": {
             "timeout": 5.0,
             "server_settings": {"application_name": "f2f-test", "search_path": "public"},
@@ -316,7 +318,10 @@ def test_psycopg_gets_libpq_parameters_as_they_are(sync: bool) -> None:
         "keepalives": "1",
         "sslrootcert": "/ca.pem",
     }
-    assert settings.async_engine_options() == settings.engine_options()
+    assert settings.async_engine_options() == {
+        **settings.engine_options(),
+        "poolclass": FairAsyncPool,
+    }
 
 
 def test_the_sync_url_keeps_libpq_parameters_when_asyncpg_runs_the_async_side() -> None:
