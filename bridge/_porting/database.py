@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bridge._exceptions import ConfigurationError, DatabaseURLError
 from bridge._porting.fair_pool import FairAsyncPool
+from bridge._porting.lazy_begin import install_lazy_begin
 
 AsyncDriver = Literal["asyncpg", "psycopg"]
 
@@ -105,6 +106,10 @@ class DatabaseSettings:
     pool_pre_ping: bool = False
     pool_timeout: float = 10.0
     sqlite_busy_timeout: float = 30.0
+    # Off: a request's reads share its transaction, as on the legacy side. On,
+    # reads before its first write skip BEGIN and COMMIT (PostgreSQL only;
+    # bridge/_porting/lazy_begin.py says what that changes).
+    lazy_begin: bool = False
 
     def __post_init__(self) -> None:
         # Parsing here means a bad URL fails where the settings are made.
@@ -254,6 +259,8 @@ class DatabaseSettings:
             configure_sqlite(engine.sync_engine)
         else:
             replace_closed_connections(engine.sync_engine)
+            if self.lazy_begin:
+                install_lazy_begin(engine.sync_engine)
         return engine
 
 
@@ -457,6 +464,7 @@ _ENV_OPTIONS: dict[str, type] = {
     "pool_pre_ping": bool,
     "pool_timeout": float,
     "sqlite_busy_timeout": float,
+    "lazy_begin": bool,
 }
 
 

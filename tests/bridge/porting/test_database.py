@@ -141,6 +141,7 @@ def test_from_env_reads_the_url_and_every_pool_option() -> None:
             "DATABASE_POOL_RECYCLE": "60",
             "DATABASE_POOL_PRE_PING": "on",
             "DATABASE_POOL_TIMEOUT": "2.5",
+            "DATABASE_LAZY_BEGIN": "yes",
             "UNRELATED": "x",
         }
     )
@@ -153,6 +154,7 @@ def test_from_env_reads_the_url_and_every_pool_option() -> None:
         pool_recycle=60,
         pool_pre_ping=True,
         pool_timeout=2.5,
+        lazy_begin=True,
     )
 
 
@@ -176,6 +178,7 @@ def test_from_env_reads_true(raw: str) -> None:
         ("DATABASE_MAX_OVERFLOW", "ten", "DATABASE_MAX_OVERFLOW must be a whole number"),
         ("DATABASE_POOL_TIMEOUT", "soon", "DATABASE_POOL_TIMEOUT must be a number"),
         ("DATABASE_POOL_PRE_PING", "maybe", "DATABASE_POOL_PRE_PING must be true or false"),
+        ("DATABASE_LAZY_BEGIN", "sometimes", "DATABASE_LAZY_BEGIN must be true or false"),
         ("DATABASE_ASYNC_DRIVER", "pg8000", "DATABASE_ASYNC_DRIVER must be asyncpg or psycopg"),
     ],
 )
