@@ -59,12 +59,19 @@ RECORDED_BODY = 64 * 1024
 
 
 class Recorder:
-    """A ``send`` that forwards every message at once and unchanged, and notes the
-    status and, when *limit* is above 0, the headers and up to *limit* body bytes."""
+    """A ``send`` that forwards every message at once, and notes the status and,
+    when *limit* is above 0, the headers and up to *limit* body bytes.
 
-    def __init__(self, send: Send, limit: int = 0) -> None:
+    With a *header*, the response leaves with it added after the others (the
+    hybrid's side header); what is noted is the app's own answer, without it.
+    """
+
+    def __init__(
+        self, send: Send, limit: int = 0, header: tuple[bytes, bytes] | None = None
+    ) -> None:
         self.send = send
         self.limit = limit
+        self.header = header
         self.status: int | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
@@ -72,13 +79,19 @@ class Recorder:
         self.complete = False
 
     async def __call__(self, message: Message) -> None:
-        await self.send(message)
         kind = message["type"]
         if kind == "http.response.start":
+            if self.header is None:
+                await self.send(message)
+            else:
+                headers = [*message.get("headers", ()), self.header]
+                await self.send({**message, "headers": headers})
             self.status = message["status"]
             if self.limit:
                 self.headers = list(message.get("headers", ()))
-        elif kind == "http.response.body":
+            return
+        await self.send(message)
+        if kind == "http.response.body":
             self.complete = not message.get("more_body", False)
             if self.limit:
                 chunk = message.get("body", b"")

@@ -132,7 +132,8 @@ class Rollout:
 
     def served(self, target: Target, side: RouteState, status: int, seconds: float) -> None:
         """Count one answer of *side* (``LEGACY`` or ``ASYNC``) to the route."""
-        self.metrics.request(target.label, side.value, status, seconds)
+        if self.metrics is not NULL_METRICS:
+            self.metrics.request(target.label, side.value, status, seconds)
         if target.key is None:
             return
         latencies = self._latencies.get(target.key)

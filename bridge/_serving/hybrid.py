@@ -92,6 +92,12 @@ class HybridApp:
         self.fastapi_app = fastapi_app
         self.manifest = manifest
         self.options = manifest.options
+        # The side header each answer leaves with, or none ([bridge] side_header).
+        self._side_headers: dict[RouteState, tuple[bytes, bytes]] = (
+            {side: (SIDE_HEADER, side.value.encode()) for side in RouteState}
+            if self.options.side_header
+            else {}
+        )
         fastapi_app.state.flask_app = flask_app  # for the port's Flask adapters (flask_context.py)
         install_from_options(fastapi_app, flask_app, self.options)
         self.routes = RouteTable(
@@ -132,7 +138,9 @@ class HybridApp:
             body = await self._read_body(declared, receive)
         except BodyTooLarge:
             started = time.perf_counter()
-            await self._too_large(scope, self._tag(send, RouteState.LEGACY))
+            await self._too_large(
+                scope, Recorder(send, 0, self._side_headers.get(RouteState.LEGACY))
+            )
             self.rollout.served(target, RouteState.LEGACY, 413, time.perf_counter() - started)
             return
         if body is None:
@@ -154,7 +162,7 @@ class HybridApp:
         plan = self.rollout.plan(target) if side is RouteState.SHADOW else None
         shadowed = plan is not None and self.shadows.wanted(scope, plan)
         served = RouteState.ASYNC if side is RouteState.ASYNC else RouteState.LEGACY
-        recorder = Recorder(self._tag(send, served), TEE_LIMIT if shadowed else 0)
+        recorder = Recorder(send, TEE_LIMIT if shadowed else 0, self._side_headers.get(served))
         started = time.perf_counter()
         try:
             if served is RouteState.LEGACY:
@@ -260,21 +268,6 @@ class HybridApp:
         headers += [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-    def _tag(self, send: Send, side: RouteState) -> Send:
-        if not self.options.side_header:
-            return send
-        value = side.value.encode()
-
-        async def tagged(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", []), (SIDE_HEADER, value)],
-                }
-            await send(message)
-
-        return tagged
 
     def close(self) -> None:
         """Stop the legacy side's threads and close the Flask app's pooled connections.
