@@ -89,21 +89,18 @@ def install_lazy_begin(engine: Engine) -> None:
         except Exception:  # outside the event loop (a collected connection): not reused
             record.invalidate()
 
-    @event.listens_for(engine, "before_cursor_execute")
-    def _before(
-        connection: Any,
-        _cursor: Any,
-        statement: str,
-        _parameters: Any,
-        context: Any,
-        _executemany: bool,
-    ) -> None:
-        if not connection.info.get(_INFO_KEY):
+    def before(statement: str, context: Any) -> None:
+        connection = context.root_connection
+        try:
+            info = connection.info
+        except NotImplementedError:  # the dialect's own checks on a first connect
+            return
+        if not info.get(_INFO_KEY):
             return
         adapter = connection.connection.dbapi_connection
         if _in_transaction(adapter.driver_connection):
             return
-        options = context.execution_options if context is not None else {}
+        options = context.execution_options
         outside = verdicts.get(statement)
         if outside is None:
             if len(verdicts) >= _VERDICTS_KEPT:
@@ -120,6 +117,18 @@ def install_lazy_begin(engine: Engine) -> None:
                 adapter.autocommit = True
         elif adapter.autocommit:
             adapter.autocommit = False  # this statement sends BEGIN
+
+    # Dialect events rather than the engine's before_cursor_execute: an engine
+    # event makes every Connection join the engine's listeners when it is
+    # made, a cost per request; the dialect's run only around the driver call.
+    @event.listens_for(engine, "do_execute")
+    @event.listens_for(engine, "do_executemany")
+    def _on_execute(_cursor: Any, statement: str, _parameters: Any, context: Any) -> None:
+        before(statement, context)
+
+    @event.listens_for(engine, "do_execute_no_params")
+    def _on_execute_no_params(_cursor: Any, statement: str, context: Any) -> None:
+        before(statement, context)
 
 
 def _in_transaction(driver: Any) -> bool:
