@@ -16,6 +16,7 @@ Paths, from the least to the most between the route and the driver:
   :class:`~bridge.FlaskJSONResponse`.
 * ``fastapi /io``: :data:`~bridge.DbSession` and :class:`~bridge.FlaskJSONResponse`.
 * ``ported /io-core`` and ``ported /io``: the same through the hybrid.
+* ``ported-lazy``: the same two with ``DATABASE_LAZY_BEGIN=true``.
 
 Run it with ``scripts/bench`` or ``python -m benchmarks.cpu_per_request``.
 """
@@ -56,6 +57,9 @@ class Measure:
 STARLETTE = Server("starlette", uvicorn("benchmarks.starlette_app:create_app"))
 FASTAPI = Server("fastapi", uvicorn("benchmarks.fastapi_app:create_app"))
 PORTED = Server("ported", serve("benchmarks/ported.toml"))
+PORTED_LAZY = Server(
+    "ported-lazy", serve("benchmarks/ported.toml"), env={"DATABASE_LAZY_BEGIN": "true"}
+)
 REFERENCE = Measure(STARLETTE, "/io")
 PATHS = (
     REFERENCE,
@@ -64,6 +68,8 @@ PATHS = (
     Measure(FASTAPI, "/io"),
     Measure(PORTED, "/io-core"),
     Measure(PORTED, "/io"),
+    Measure(PORTED_LAZY, "/io-core"),
+    Measure(PORTED_LAZY, "/io"),
 )
 
 _REQUESTS = re.compile(r"(\d+) requests in")

@@ -13,6 +13,8 @@ Servers:
 * ``legacy``: the same app through ``flask2fastapi serve``, every route legacy.
 * ``ported``: ``flask2fastapi serve`` with both routes ported
   (:mod:`benchmarks.fastapi_app`).
+* ``ported-lazy``: the same with ``DATABASE_LAZY_BEGIN=true``: a read-only
+  request sends no ``BEGIN`` and no ``COMMIT``.
 * ``fastapi``: the port alone under uvicorn.
 * ``starlette``: the routes by hand on a raw asyncpg pool
   (:mod:`benchmarks.starlette_app`), what a port could reach.
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +73,7 @@ class Server:
     downloads: int = 0  # timed sequential GETs of the demo's CSV export
     workers: int = 1
     demo: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)  # added to the server's environment
 
     @property
     def cores(self) -> str:
@@ -128,6 +131,8 @@ SERVERS = (
            (HELLO_32, HELLO_1, IO_64, IO_128)),
     Server("legacy", serve("benchmarks/legacy.toml"), (HELLO_32, HELLO_1, IO_64)),
     Server("ported", serve("benchmarks/ported.toml"), (HELLO_32, IO_128, IO_CORE_128)),
+    Server("ported-lazy", serve("benchmarks/ported.toml"), (IO_128, IO_CORE_128),
+           env={"DATABASE_LAZY_BEGIN": "true"}),
     Server("fastapi", uvicorn("benchmarks.fastapi_app:create_app"), (HELLO_32, IO_128)),
     Server("starlette", uvicorn("benchmarks.starlette_app:create_app"), (HELLO_32, IO_128)),
     Server("gunicorn-2w", gunicorn("benchmarks.flask_app:create_app()", workers=2,
@@ -200,6 +205,14 @@ ROWS = (
         rps_ratio(("ported", IO_CORE_128), ("gunicorn", IO_128))),
     Row("ported /io-core (DbConnection) at c=128 / its bound", "",
         of_bound(("ported", IO_CORE_128))),
+    Row("DATABASE_LAZY_BEGIN: ported /io at c=128 / gunicorn gthread-32", "",
+        rps_ratio(("ported-lazy", IO_128), ("gunicorn", IO_128))),
+    Row("DATABASE_LAZY_BEGIN: ported /io at c=128 / its bound", "",
+        of_bound(("ported-lazy", IO_128))),
+    Row("DATABASE_LAZY_BEGIN: ported /io / Starlette + raw asyncpg", "",
+        rps_ratio(("ported-lazy", IO_128), ("starlette", IO_128))),
+    Row("DATABASE_LAZY_BEGIN: ported /io-core (DbConnection) / its bound", "",
+        of_bound(("ported-lazy", IO_CORE_128))),
     Row("reference: Starlette + raw asyncpg /io / its bound", "",
         of_bound(("starlette", IO_128))),
     *SHADOW_ROWS,
@@ -289,6 +302,7 @@ def running(server: Server, database_url: str) -> Iterator[tuple[str, int]]:
         "DATABASE_MAX_OVERFLOW": "0",
         "PYTHONPATH": str(ROOT),
         "SECRET_KEY": _SECRET_KEY,  # the hybrid refuses a Flask app without one
+        **server.env,
     }
     command = ["taskset", "-c", server.cores, *argv]
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
