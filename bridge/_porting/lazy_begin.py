@@ -24,6 +24,7 @@ What differs, and why it is not the default:
 So the reads kept in a transaction are the ones that need it: a ``SELECT``
 that locks rows (``FOR UPDATE``/``FOR SHARE``), takes a transaction-level
 advisory lock, sets a transaction-local setting (``set_config(..., true)``),
+uses a large object (its descriptors last a transaction),
 creates a table (``SELECT INTO``), holds more than one statement, or streams
 its rows (a server-side cursor needs a transaction); a statement run with the
 execution option ``lazy_begin=False``; and every statement of a connection
@@ -45,8 +46,9 @@ _PLAIN_SELECT = re.compile(r"\s*(?:(?:/\*.*?\*/|--[^\n]*(?:\n|$))\s*)*SELECT\b",
 _NEEDS_TRANSACTION = re.compile(
     r"\bFOR\s+(?:UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b"
     r"|\bINTO\b"
-    r"|_xact_lock\b"
+    r"|_xact_lock"
     r"|\bset_config\b"
+    r"|\blo_\w+\s*\(|\blo(?:read|write)\s*\("
     r"|;\s*\S",
     re.I,
 )
