@@ -78,13 +78,19 @@ def install_lazy_begin(engine: Engine) -> None:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, record: Any) -> None:
-        # The server's default isolation level, read once per connection: the
-        # driver only says which level it was asked for.
-        record.info[_INFO_KEY] = _server_reads_committed(dbapi_connection)
+        # An engine made with isolation_level="AUTOCOMMIT" (set by the dialect
+        # before this runs) is left as it is. Otherwise the server's default
+        # isolation level, read once per connection: the driver only says
+        # which level it was asked for.
+        record.info[_INFO_KEY] = not dbapi_connection.autocommit and _server_reads_committed(
+            dbapi_connection
+        )
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_connection: Any, record: Any) -> None:
-        if dbapi_connection is None or not dbapi_connection.autocommit:
+        if dbapi_connection is None or not record.info.get(_INFO_KEY):
+            return
+        if not dbapi_connection.autocommit:
             return
         try:
             dbapi_connection.autocommit = False
@@ -103,18 +109,14 @@ def install_lazy_begin(engine: Engine) -> None:
         if _in_transaction(adapter.driver_connection):
             return
         options = context.execution_options
+        if "isolation_level" in options or not _asked_for_read_committed(adapter):
+            return  # a level the connection was given: left as it was asked
         outside = verdicts.get(statement)
         if outside is None:
             if len(verdicts) >= _VERDICTS_KEPT:
                 verdicts.clear()
             outside = verdicts[statement] = may_run_outside(statement)
-        if (
-            outside
-            and options.get("lazy_begin", True)
-            and not options.get("stream_results")
-            and "isolation_level" not in options
-            and _asked_for_read_committed(adapter)
-        ):
+        if outside and options.get("lazy_begin", True) and not options.get("stream_results"):
             if not adapter.autocommit:
                 adapter.autocommit = True
         elif adapter.autocommit:
@@ -144,10 +146,12 @@ def _in_transaction(driver: Any) -> bool:
 
 def _asked_for_read_committed(adapter: Any) -> bool:
     """Whether the connection was asked for no isolation level or READ COMMITTED."""
-    asked = getattr(adapter, "_isolation_setting", None)  # asyncpg's adapter
-    if asked is None:
-        asked = getattr(adapter.driver_connection, "isolation_level", None)  # psycopg
-        asked = None if asked is None else asked.name.replace("_", " ")
+    driver = adapter.driver_connection
+    if hasattr(driver, "is_in_transaction"):  # asyncpg: its SQLAlchemy adapter keeps the level
+        asked = adapter._isolation_setting
+    else:  # psycopg keeps it itself
+        level = driver.isolation_level
+        asked = None if level is None else level.name.replace("_", " ")
     return asked in _READ_COMMITTED
 
 

@@ -181,6 +181,44 @@ async def a_read_begins(engine: AsyncEngine) -> bool:
 
 
 @needs_postgres
+async def test_an_autocommit_engine_stays_autocommit(
+    database_settings: DatabaseSettings, tables: Engine
+) -> None:
+    settings = replace(database_settings, lazy_begin=True)
+    engine = settings.create_async_engine(isolation_level="AUTOCOMMIT", pool_size=1)
+    try:
+        for name in ("first", "second"):  # the second on the connection the first put back
+            async with engine.connect() as connection:
+                await connection.execute(select(Item.name))
+                await connection.execute(insert(Item).values(name=name))
+                assert not await in_transaction(connection)
+                await connection.rollback()  # nothing to roll back: each statement committed
+    finally:
+        await engine.dispose()
+
+    with tables.connect() as check:
+        assert check.scalars(select(Item.name).order_by(Item.name)).all() == ["first", "second"]
+
+
+@needs_postgres
+async def test_a_connection_given_autocommit_keeps_it_and_the_next_one_gets_a_transaction(
+    lazy: AsyncEngine, tables: Engine
+) -> None:
+    async with lazy.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await autocommit.execute(insert(Item).values(name="autocommitted"))
+        assert not await in_transaction(autocommit)
+        await autocommit.rollback()
+    async with lazy.connect() as connection:  # the same pooled connection, reset
+        await connection.execute(insert(Item).values(name="rolled back"))
+        assert await in_transaction(connection)
+        await connection.rollback()
+
+    with tables.connect() as check:
+        assert check.scalars(select(Item.name)).all() == ["autocommitted"]
+
+
+@needs_postgres
 async def test_a_shadow_still_writes_nothing(
     database_settings: DatabaseSettings, tables: Engine
 ) -> None:
