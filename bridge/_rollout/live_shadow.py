@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Scope, Send
 
 from bridge._porting.asyncdb import ROLLBACK_ONLY
 from bridge._rollout.runtime import Rollout
 from bridge._rollout.store import Mismatch
 from bridge._serving.manifest import SAFE_METHODS, RoutePlan
 from bridge._serving.routing import Target
+from bridge._serving.wsgi import replay_body
 from bridge._shadow.rules import Rules
 
 if TYPE_CHECKING:  # the comparison is imported when a shadow first runs
@@ -172,7 +173,7 @@ class Shadows:
         port = Recorder(_discard, TEE_LIMIT)
         try:
             with anyio.fail_after(job.timeout):
-                await self.app(job.scope, _receive(job.body), port)
+                await self.app(job.scope, replay_body(job.body, _no_disconnect), port)
         except TimeoutError:
             return "timed_out", None
         except Exception as exc:
@@ -254,19 +255,10 @@ def _copy(scope: Scope) -> Scope:
     return copied
 
 
-def _receive(body: bytes) -> Receive:
-    """The body once; then nothing, as from a client that waits for its answer."""
-    delivered = False
-
-    async def receive() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    return receive
+async def _no_disconnect() -> Message:
+    """A client that waits for its answer: nothing comes after the body."""
+    await anyio.sleep_forever()
+    raise AssertionError("unreachable")
 
 
 async def _discard(message: Message) -> None:

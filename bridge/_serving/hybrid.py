@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio.to_thread
@@ -53,7 +53,7 @@ from bridge._rollout.runtime import Rollout, StoreFactory
 from bridge._serving.loading import load_fastapi_app, load_flask_app
 from bridge._serving.manifest import Manifest, RouteState, load_manifest
 from bridge._serving.routing import RouteTable, Target
-from bridge._serving.wsgi import BodyTooLarge, LegacyWSGI, read_body
+from bridge._serving.wsgi import BodyTooLarge, LegacyWSGI, read_body, replay_body
 
 if TYPE_CHECKING:
     from bridge._rollout.dashboard import Dashboard
@@ -168,7 +168,7 @@ class HybridApp:
             if served is RouteState.LEGACY:
                 await self.legacy.respond(scope, body, receive, recorder)
             else:
-                await self.fastapi_app(scope, _replay(body, receive), recorder)
+                await self.fastapi_app(scope, replay_body(body, receive), recorder)
         finally:  # an app that raised answers 500, from the server
             status = 500 if recorder.status is None else recorder.status
             self.rollout.served(target, served, status, time.perf_counter() - started)
@@ -416,17 +416,3 @@ def _scan_headers(headers: Headers) -> tuple[Headers, bytes | None, bool]:
 def _with_content_length(headers: Headers, body: bytes) -> Headers:
     kept = [(k, v) for k, v in headers if k not in (b"transfer-encoding", b"content-length")]
     return [*kept, (b"content-length", str(len(body)).encode())]
-
-
-def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
-    """A ``receive`` that gives the buffered body once, then waits for the disconnect."""
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

@@ -125,6 +125,21 @@ async def read_body(receive: Receive, *, limit: int | None = None) -> bytes | No
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives *body*, read already, as one message, then hands
+    over to *receive* (which tells of the disconnect)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 @dataclass
 class _Batch:
     """What the loop takes from the handoff in one go."""
