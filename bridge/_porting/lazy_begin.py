@@ -38,6 +38,7 @@ import re
 from typing import Any
 
 from sqlalchemy import Engine, event
+from sqlalchemy.util import await_
 
 #: A statement that may run outside a transaction: one ``SELECT``, comments before it allowed.
 _PLAIN_SELECT = re.compile(r"\s*(?:(?:/\*.*?\*/|--[^\n]*(?:\n|$))\s*)*SELECT\b", re.I | re.S)
@@ -156,8 +157,6 @@ def _asked_for_read_committed(adapter: Any) -> bool:
 
 
 def _server_reads_committed(adapter: Any) -> bool:
-    from sqlalchemy.util import await_
-
     driver = adapter.driver_connection
     query = "SELECT current_setting('default_transaction_isolation')"
     if hasattr(driver, "fetchval"):  # asyncpg, which runs it outside any transaction
