@@ -20,7 +20,8 @@ would already have answered 2xx. An exception anywhere rolls back.
 
 A route that needs no ORM takes :data:`DbConnection` instead: a Core
 ``AsyncConnection`` inside ``engine.begin()``, with the same guarantees, for a
-fraction of a session's CPU per request (guide 08).
+fraction of a session's CPU per request (guide 08); on asyncpg its reads run
+straight on the driver (:mod:`bridge._porting.direct`).
 
 Background work must not use the request's session; it opens its own with
 :meth:`AsyncDatabase.transaction`.
@@ -44,6 +45,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from bridge._exceptions import AsyncDatabaseError
 from bridge._porting.database import DatabaseSettings
+from bridge._porting.direct import PortAsyncSession, PortConnection
 from bridge._porting.lazyload import PortSession
 
 #: Set where the port runs as a shadow of legacy on live traffic: every
@@ -78,7 +80,10 @@ class AsyncDatabase:
             settings = self.settings or DatabaseSettings.from_env()
             self._engine = settings.create_async_engine(**self.engine_options)
             self._sessions = async_sessionmaker(
-                self._engine, expire_on_commit=False, sync_session_class=PortSession
+                self._engine,
+                class_=PortAsyncSession,
+                expire_on_commit=False,
+                sync_session_class=PortSession,
             )
 
     async def stop(self) -> None:
@@ -116,7 +121,7 @@ class AsyncDatabase:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection in a transaction: committed on success, rolled back on error."""
-        connection = await self.engine.connect()
+        connection = await PortConnection(self.engine).start()
         async with _Finishing(_sync(connection), commit=not ROLLBACK_ONLY.get()):
             yield connection  # which begins its transaction when it first executes
 
@@ -125,8 +130,11 @@ class AsyncDatabase:
         """A session whose work, commits included, is rolled back at the end."""
         async with self.engine.connect() as connection:
             await connection.begin()
-            session = AsyncSession(
-                connection, expire_on_commit=False, join_transaction_mode="rollback_only"
+            session = PortAsyncSession(
+                connection,
+                expire_on_commit=False,
+                join_transaction_mode="rollback_only",
+                sync_session_class=PortSession,
             )
             try:
                 yield session
@@ -187,7 +195,7 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 async def request_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     """The per-request Core connection of the app's :class:`AsyncDatabase`."""
-    connection = await installed_database(request).engine.connect()
+    connection = await PortConnection(installed_database(request).engine).start()
     async with _Finishing(_sync(connection), commit=not ROLLBACK_ONLY.get()):
         yield connection  # which begins its transaction when it first executes
 

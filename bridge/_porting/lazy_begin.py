@@ -35,9 +35,11 @@ whose isolation level is not READ COMMITTED. Turn it on for an app whose
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Dialect, Engine, event
 from sqlalchemy.util import await_
 
 #: A statement that may run outside a transaction: one ``SELECT``, comments before it allowed.
@@ -98,8 +100,7 @@ def install_lazy_begin(engine: Engine) -> None:
         except Exception:  # outside the event loop (a collected connection): not reused
             record.invalidate()
 
-    def before(statement: str, context: Any) -> None:
-        connection = context.root_connection
+    def before(statement: str, connection: Any, options: Mapping[str, Any]) -> None:
         try:
             info = connection.info
         except NotImplementedError:  # the dialect's own checks on a first connect
@@ -109,7 +110,6 @@ def install_lazy_begin(engine: Engine) -> None:
         adapter = connection.connection.dbapi_connection
         if _in_transaction(adapter.driver_connection):
             return
-        options = context.execution_options
         if "isolation_level" in options or not _asked_for_read_committed(adapter):
             return  # a level the connection was given: left as it was asked
         outside = verdicts.get(statement)
@@ -129,11 +129,26 @@ def install_lazy_begin(engine: Engine) -> None:
     @event.listens_for(engine, "do_execute")
     @event.listens_for(engine, "do_executemany")
     def _on_execute(_cursor: Any, statement: str, _parameters: Any, context: Any) -> None:
-        before(statement, context)
+        before(statement, context.root_connection, context.execution_options)
 
     @event.listens_for(engine, "do_execute_no_params")
     def _on_execute_no_params(_cursor: Any, statement: str, context: Any) -> None:
-        before(statement, context)
+        before(statement, context.root_connection, context.execution_options)
+
+    _deciders[engine.dialect] = before
+
+
+# What each engine's lazy begin does before a statement, for the reads that
+# run straight on the driver (bridge._porting.direct) and bypass its events.
+_deciders: WeakKeyDictionary[Dialect, Callable[[str, Connection, Mapping[str, Any]], None]] = (
+    WeakKeyDictionary()
+)
+
+
+def lazy_begin_of(dialect: Dialect) -> Callable[[str, Connection, Mapping[str, Any]], None] | None:
+    """The lazy begin installed on *dialect*'s engine: called with a statement, its
+    connection and its execution options, it decides whether it sends ``BEGIN``."""
+    return _deciders.get(dialect)
 
 
 def _in_transaction(driver: Any) -> bool:

@@ -5,7 +5,7 @@ On PostgreSQL with both async drivers; on SQLite the option changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge._porting.asyncdb import ROLLBACK_ONLY, AsyncDatabase
 from bridge._porting.database import DatabaseSettings
+from bridge._porting.direct import PortConnection
 from bridge._porting.lazy_begin import may_run_outside
 from tests.bridge.apps import Item
 from tests.conftest import ON_POSTGRES, checked_out
@@ -72,6 +73,19 @@ async def lazy(database_settings: DatabaseSettings, tables: Engine) -> AsyncIter
         await engine.dispose()
 
 
+Connect = Callable[[AsyncEngine], AsyncConnection]
+
+# A Core read, which the short way takes (an ORM one, select(Item.name), it leaves).
+ITEM_NAME = Item.__table__.c.name
+
+
+@pytest.fixture(params=[AsyncConnection, PortConnection], ids=["sqlalchemy", "short-way"])
+def connect(request: pytest.FixtureRequest) -> Connect:
+    """A connection of *engine*: SQLAlchemy's, or DbConnection's, whose reads
+    run straight on asyncpg."""
+    return request.param  # type: ignore[no-any-return]
+
+
 async def in_transaction(connection: AsyncConnection) -> bool:
     """Whether the server holds a transaction open on *connection*, as its driver knows."""
     driver = (await connection.get_raw_connection()).driver_connection
@@ -84,9 +98,11 @@ async def in_transaction(connection: AsyncConnection) -> bool:
 
 
 @needs_postgres
-async def test_a_request_that_only_reads_sends_no_begin(lazy: AsyncEngine) -> None:
-    async with lazy.connect() as connection:
-        await connection.execute(select(Item.name))
+async def test_a_request_that_only_reads_sends_no_begin(
+    connect: Connect, lazy: AsyncEngine
+) -> None:
+    async with connect(lazy) as connection:
+        await connection.execute(select(ITEM_NAME))
         await connection.execute(text("SELECT pg_sleep(0)"))
         assert not await in_transaction(connection)
         await connection.commit()
@@ -95,16 +111,16 @@ async def test_a_request_that_only_reads_sends_no_begin(lazy: AsyncEngine) -> No
 
 @needs_postgres
 async def test_the_first_write_begins_and_an_error_still_rolls_it_back(
-    lazy: AsyncEngine, tables: Engine
+    connect: Connect, lazy: AsyncEngine, tables: Engine
 ) -> None:
-    async with lazy.connect() as connection:
-        await connection.execute(select(Item.name))
+    async with connect(lazy) as connection:
+        await connection.execute(select(ITEM_NAME))
         await connection.execute(insert(Item).values(name="rolled back"))
         assert await in_transaction(connection)
-        await connection.execute(select(Item.name))  # a read after a write stays inside
+        await connection.execute(select(ITEM_NAME))  # a read after a write stays inside
         await connection.rollback()
 
-    async with lazy.connect() as connection:  # the same pooled connection, put back as it was
+    async with connect(lazy) as connection:  # the same pooled connection, put back as it was
         await connection.execute(insert(Item).values(name="kept"))
         assert await in_transaction(connection)
         await connection.commit()
@@ -126,9 +142,9 @@ async def test_the_first_write_begins_and_an_error_still_rolls_it_back(
     ids=["for-update", "set-config-local", "xact-lock", "option", "streamed"],
 )
 async def test_reads_that_need_the_transaction_begin_it(
-    lazy: AsyncEngine, statement: str, options: dict[str, Any]
+    connect: Connect, lazy: AsyncEngine, statement: str, options: dict[str, Any]
 ) -> None:
-    async with lazy.connect() as connection:
+    async with connect(lazy) as connection:
         if options.get("stream_results"):
             result = await connection.stream(text(statement))
             await result.close()
@@ -139,8 +155,10 @@ async def test_reads_that_need_the_transaction_begin_it(
 
 
 @needs_postgres
-async def test_a_transaction_local_setting_is_seen_by_what_follows(lazy: AsyncEngine) -> None:
-    async with lazy.connect() as connection:
+async def test_a_transaction_local_setting_is_seen_by_what_follows(
+    connect: Connect, lazy: AsyncEngine
+) -> None:
+    async with connect(lazy) as connection:
         await connection.execute(text("SELECT set_config('app.user_id', '7', true)"))
         seen = await connection.scalar(text("SELECT current_setting('app.user_id', true)"))
         await connection.rollback()
@@ -202,14 +220,14 @@ async def test_an_autocommit_engine_stays_autocommit(
 
 @needs_postgres
 async def test_a_connection_given_autocommit_keeps_it_and_the_next_one_gets_a_transaction(
-    lazy: AsyncEngine, tables: Engine
+    connect: Connect, lazy: AsyncEngine, tables: Engine
 ) -> None:
-    async with lazy.connect() as connection:
+    async with connect(lazy) as connection:
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
         await autocommit.execute(insert(Item).values(name="autocommitted"))
         assert not await in_transaction(autocommit)
         await autocommit.rollback()
-    async with lazy.connect() as connection:  # the same pooled connection, reset
+    async with connect(lazy) as connection:  # the same pooled connection, reset
         await connection.execute(insert(Item).values(name="rolled back"))
         assert await in_transaction(connection)
         await connection.rollback()
@@ -249,8 +267,8 @@ async def test_reads_and_writes_commit_as_before_on_every_database(
         async with db.transaction() as session:
             before = (await session.scalars(select(Item.name))).all()
             session.add(Item(name="written"))
-        async with db.transaction() as session:
-            after = (await session.scalars(select(Item.name))).all()
+        async with db.transaction() as session:  # a Core read: the short way on asyncpg
+            after = (await session.scalars(select(ITEM_NAME))).all()
     finally:
         await db.stop()
 
