@@ -190,25 +190,27 @@ def _takes_short_way(connection: Connection, statement: Any) -> bool:
         and dialect.driver == "asyncpg"
         and not statement._execution_options
         and not connection._execution_options
-        and not _sees_statements(connection.dispatch)
-        and not _sees_statements(connection.engine.dispatch)
+        and not _sees_statements(connection)
         and not connection._echo
         # a driver-call listener other than lazy begin's, which the short way runs itself
         and len(dialect.dispatch.do_execute) == (lazy_begin_of(dialect) is not None)
     )
 
 
-def _sees_statements(dispatch: Any) -> bool:
-    """Whether a listener waits for the statements a connection runs.
+def _sees_statements(connection: Connection) -> bool:
+    """Whether a listener waits for the statements *connection* runs.
 
-    Not ``Engine._has_events``: a listener of any event on the ``Engine`` class
-    (``engine_connect``, say) sets it for every engine, for good.
+    Not ``Engine._has_events`` alone: a listener of any event on the ``Engine``
+    class (``engine_connect``, say) sets it for every engine, for good.
     """
-    return bool(
+    if not (connection._has_events or connection.engine._has_events):
+        return False  # no listener at all, the common case: the cheap answer
+    return any(
         dispatch.before_execute
         or dispatch.after_execute
         or dispatch.before_cursor_execute
         or dispatch.after_cursor_execute
+        for dispatch in (connection.dispatch, connection.engine.dispatch)
     )
 
 
