@@ -10,6 +10,7 @@ CPU time the server's processes used by the requests they served.
 Paths, from the least to the most between the route and the driver:
 
 * ``starlette /io``: Starlette on a raw asyncpg pool, the reference.
+* ``fastapi-raw /io``: FastAPI on the same raw pool, the ceiling of a port.
 * ``fastapi /io-engine``: FastAPI, SQLAlchemy Core ``engine.begin()`` in the
   route, a plain response: what the toolkit builds on.
 * ``fastapi /io-core``: :data:`~bridge.DbConnection` and
@@ -55,6 +56,7 @@ class Measure:
 
 
 STARLETTE = Server("starlette", uvicorn("benchmarks.starlette_app:create_app"))
+FASTAPI_RAW = Server("fastapi-raw", uvicorn("benchmarks.starlette_app:create_fastapi_app"))
 FASTAPI = Server("fastapi", uvicorn("benchmarks.fastapi_app:create_app"))
 PORTED = Server("ported", serve("benchmarks/ported.toml"))
 PORTED_LAZY = Server(
@@ -63,6 +65,7 @@ PORTED_LAZY = Server(
 REFERENCE = Measure(STARLETTE, "/io")
 PATHS = (
     REFERENCE,
+    Measure(FASTAPI_RAW, "/io"),
     Measure(FASTAPI, "/io-engine"),
     Measure(FASTAPI, "/io-core"),
     Measure(FASTAPI, "/io"),

@@ -11,6 +11,8 @@ Servers:
 * ``gunicorn``: the Flask app (:mod:`benchmarks.flask_app`) under gunicorn
   gthread, 1 worker x 32 threads: what users run today.
 * ``legacy``: the same app through ``flask2fastapi serve``, every route legacy.
+* ``wsgi-minimal``: the same app behind the least an ASGI server can put in
+  front of it (:mod:`benchmarks.minimal_wsgi`): the legacy side's reference.
 * ``ported``: ``flask2fastapi serve`` with both routes ported
   (:mod:`benchmarks.fastapi_app`).
 * ``ported-lazy``: the same with ``DATABASE_LAZY_BEGIN=true``: a read-only
@@ -18,6 +20,9 @@ Servers:
 * ``fastapi``: the port alone under uvicorn.
 * ``starlette``: the routes by hand on a raw asyncpg pool
   (:mod:`benchmarks.starlette_app`), what a port could reach.
+* ``fastapi-raw``: the same routes on FastAPI, the ceiling of a port (every
+  port is a FastAPI route): the rows against it split what the toolkit and
+  SQLAlchemy cost from what FastAPI costs.
 * ``gunicorn-2w`` and ``legacy-2w``: two workers each on both cores.
 * ``demo-gunicorn`` and ``demo-hybrid``: the demo shop with 30,000 products,
   for the time of its streamed CSV export.
@@ -130,11 +135,14 @@ SERVERS = (
     Server("gunicorn", gunicorn("benchmarks.flask_app:create_app()"),
            (HELLO_32, HELLO_1, IO_64, IO_128)),
     Server("legacy", serve("benchmarks/legacy.toml"), (HELLO_32, HELLO_1, IO_64)),
+    Server("wsgi-minimal", uvicorn("benchmarks.minimal_wsgi:create_app"),
+           (HELLO_32, HELLO_1, IO_64)),
     Server("ported", serve("benchmarks/ported.toml"), (HELLO_32, IO_128, IO_CORE_128)),
     Server("ported-lazy", serve("benchmarks/ported.toml"), (IO_128, IO_CORE_128),
            env={"DATABASE_LAZY_BEGIN": "true"}),
     Server("fastapi", uvicorn("benchmarks.fastapi_app:create_app"), (HELLO_32, IO_128)),
     Server("starlette", uvicorn("benchmarks.starlette_app:create_app"), (HELLO_32, IO_128)),
+    Server("fastapi-raw", uvicorn("benchmarks.starlette_app:create_fastapi_app"), (IO_128,)),
     Server("gunicorn-2w", gunicorn("benchmarks.flask_app:create_app()", workers=2,
                                    threads=POOL // 2), (HELLO_64, IO_64), workers=2),
     Server("legacy-2w", serve("benchmarks/legacy-2w.toml", workers=2), (HELLO_64, IO_64),
@@ -187,6 +195,12 @@ ROWS = (
         rps_ratio(("legacy", IO_64), ("gunicorn", IO_64))),
     Row("legacy /hello at c=1, p50 added by the hybrid", "<= +0.05",
         p50_added("legacy", "gunicorn", HELLO_1), unit="ms"),
+    Row("reference: minimal WSGI adapter /io / gunicorn, c=64", "",
+        rps_ratio(("wsgi-minimal", IO_64), ("gunicorn", IO_64))),
+    Row("legacy /io through the hybrid / minimal WSGI adapter, c=64", "",
+        rps_ratio(("legacy", IO_64), ("wsgi-minimal", IO_64))),
+    Row("legacy /hello through the hybrid / minimal WSGI adapter, c=32", "",
+        rps_ratio(("legacy", HELLO_32), ("wsgi-minimal", HELLO_32))),
     Row("ported /io at c=128 / gunicorn gthread-32", ">= 1.3",
         rps_ratio(("ported", IO_128), ("gunicorn", IO_128))),
     Row(f"ported /io at c=128 / its bound ({IO_BOUND_RPS:.0f} rps)", ">= 0.65 (0.9)",
@@ -215,6 +229,12 @@ ROWS = (
         of_bound(("ported-lazy", IO_CORE_128))),
     Row("reference: Starlette + raw asyncpg /io / its bound", "",
         of_bound(("starlette", IO_128))),
+    Row("ceiling of a port: FastAPI + raw asyncpg /io / its bound", "",
+        of_bound(("fastapi-raw", IO_128))),
+    Row("ceiling of a port: FastAPI + raw asyncpg /io / Starlette + raw asyncpg", "",
+        rps_ratio(("fastapi-raw", IO_128), ("starlette", IO_128))),
+    Row("ported /io / FastAPI + raw asyncpg: the toolkit's and SQLAlchemy's share", "",
+        rps_ratio(("ported", IO_128), ("fastapi-raw", IO_128))),
     *SHADOW_ROWS,
 )  # fmt: skip
 
