@@ -74,6 +74,7 @@ things = Table(
     Column("payload", JSON),
     Column("blob", LargeBinary),
     Column("token", Uuid),
+    Column("odd name%", String(10)),  # a bound parameter named after it needs escaping
 )
 
 ROWS = [
@@ -91,6 +92,7 @@ ROWS = [
         "payload": {"tags": ["a", "b"], "n": 1},
         "blob": b"\x00\x01",
         "token": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "odd name%": "odd",
     },
     {
         "id": 2,
@@ -106,6 +108,7 @@ ROWS = [
         "payload": None,
         "blob": None,
         "token": None,
+        "odd name%": None,
     },
 ]
 
@@ -181,6 +184,14 @@ READS: dict[str, Callable[[], tuple[Any, dict[str, Any] | None]]] = {
         .group_by(things.c.active)
         .order_by(things.c.active),
         None,
+    ),
+    "an escaped parameter name, a limit and an offset": lambda: (
+        select(things.c.id)
+        .where(things.c["odd name%"] == bindparam("odd name%"))
+        .order_by(things.c.id)
+        .limit(5)
+        .offset(0),
+        {"odd name%": "odd"},
     ),
     "text with a parameter": lambda: (
         text(f"SELECT id, name, price FROM {things.name} WHERE id = :id"),
