@@ -237,9 +237,32 @@ def _shape(compiled: SQLCompiler) -> _Shape | None:
 async def _run_direct(
     connection: AsyncConnection, statement: Any, parameters: Mapping[str, Any] | None
 ) -> DirectResult | None:
+    """Run *statement* on the driver; None, having run nothing, where SQLAlchemy must."""
     sync = connection.sync_connection
     if sync is None or sync.closed or sync.invalidated or not _takes_short_way(sync, statement):
         return None
+    bound = _bind(sync, statement, parameters)
+    if bound is None:
+        return None
+    shape, sql, arguments = bound
+    if not sync.in_transaction():
+        sync.begin()  # as Connection.execute autobegins; the driver's BEGIN comes below
+    attributes, records, status = await _fetch(sync, sql, arguments)
+    if attributes:
+        result = DirectResult(_metadata(shape, attributes, sync.dialect), iter(records))
+    else:  # a statement without rows: its result raises as a cursor result's does
+        result = DirectResult(_NO_RESULT_METADATA, iter(()))
+        result.returns_rows = False
+    counted = _ROWCOUNT.match(status or "")
+    result.rowcount = int(counted.group(1)) if counted else -1
+    return result
+
+
+def _bind(
+    sync: Connection, statement: Any, parameters: Mapping[str, Any] | None
+) -> tuple[_Shape, str, list[Any]] | None:
+    """The statement compiled as ``Connection.execute`` compiles it, and its
+    arguments bound as it binds them; None for a statement it must run."""
     dialect = sync.dialect
     compiled, extracted, collected, _ = statement._compile_w_cache(
         dialect=dialect,
@@ -264,9 +287,13 @@ async def _run_direct(
         processors[name](values[name]) if name in processors else values[name]
         for name in compiled.positiontup
     ]
-    if not sync.in_transaction():
-        sync.begin()  # as Connection.execute autobegins; the driver's BEGIN comes below
-    sql = compiled.string
+    return shape, compiled.string, arguments
+
+
+async def _fetch(sync: Connection, sql: str, arguments: list[Any]) -> tuple[Any, list[Any], str]:
+    """Run *sql* as SQLAlchemy's asyncpg cursor runs it: the column attributes, the
+    rows and the status; a driver error is raised as ``Connection.execute`` raises it."""
+    dialect = sync.dialect
     adapter: Any = sync.connection.dbapi_connection
     lazy_begin = lazy_begin_of(dialect)
     async with adapter._execute_mutex:
@@ -280,18 +307,10 @@ async def _run_direct(
                 dialect._invalidate_schema_cache_asof,  # type: ignore[attr-defined]
             )
             records = await prepared.fetch(*arguments)
-            status = prepared.get_statusmsg()
         except Exception as error:
             await greenlet_spawn(_raise_as_sqlalchemy, sync, adapter, error, sql, arguments)
             raise  # not reached: the line above raises
-    if attributes:
-        result = DirectResult(_metadata(shape, attributes, dialect), iter(records))
-    else:  # a statement without rows: its result raises as a cursor result's does
-        result = DirectResult(_NO_RESULT_METADATA, iter(()))
-        result.returns_rows = False
-    counted = _ROWCOUNT.match(status or "")
-    result.rowcount = int(counted.group(1)) if counted else -1
-    return result
+    return attributes, records, prepared.get_statusmsg()
 
 
 def _metadata(shape: _Shape, attributes: Sequence[Any], dialect: Any) -> SimpleResultMetaData:
