@@ -1,11 +1,12 @@
-"""Reads on :data:`~bridge.DbConnection` run straight on asyncpg.
+"""Reads on :data:`~bridge.DbConnection` and :data:`~bridge.DbSession` run straight on asyncpg.
 
 ``await connection.execute(select(...))`` on an ``AsyncConnection`` switches
 into a greenlet, builds an execution context, a cursor and a cursor result,
-and only then awaits the driver: on asyncpg that costs about as much CPU as
-the rest of a port's request (guide 08). A :class:`PortConnection` runs a
-Core ``SELECT`` or a ``text()`` statement with the same steps SQLAlchemy would
-take, in the same transaction, without them:
+and only then awaits the driver: on asyncpg that costs more CPU than the
+driver's own work for the query (guide 08). A :class:`PortConnection`, and a
+:class:`PortAsyncSession` on its connection, run a Core ``SELECT`` or a
+``text()`` statement with the same steps SQLAlchemy would take, in the same
+transaction, without them:
 
 * the statement is compiled through the engine's compiled cache, as
   ``Connection.execute`` compiles it, and its parameters are bound with the
