@@ -6,6 +6,7 @@ and for every statement the short way does not take, through SQLAlchemy.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -37,17 +38,20 @@ from sqlalchemy import (
     exc,
     func,
     insert,
+    literal_column,
     select,
     text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
 
 from bridge._porting.asyncdb import ROLLBACK_ONLY, AsyncDatabase
 from bridge._porting.database import DatabaseSettings
 from bridge._porting.direct import DirectResult, PortAsyncSession, PortConnection
 from tests.bridge.apps import TABLE_SUFFIX
+from tests.conftest import ON_POSTGRES
 
 pytestmark = [pytest.mark.anyio, pytest.mark.async_side]
 
@@ -111,6 +115,9 @@ ROWS = [
         "odd name%": None,
     },
 ]
+
+
+OTHER = things.alias("other")
 
 
 class Base(DeclarativeBase):
@@ -205,6 +212,20 @@ READS: dict[str, Callable[[], tuple[Any, dict[str, Any] | None]]] = {
         select(things.c.id).where(things.c.id.in_([1, 2])).order_by(things.c.id),
         None,
     ),
+    "a textual column": lambda: (
+        select(text("id")).select_from(things).order_by(things.c.id),
+        None,
+    ),
+    "a literal column holding a comma": lambda: (
+        select(things.c.status, literal_column("1, 2")).order_by(things.c.id),
+        None,
+    ),
+    "a label that is another column's qualified name": lambda: (
+        select(things.c.label.label("other_name"), OTHER.c.label)
+        .select_from(things.join(OTHER, things.c.id == OTHER.c.id + 1))  # "ink" beside "pen"
+        .order_by(things.c.id),
+        None,
+    ),
     "an ORM select": lambda: (select(Thing).order_by(things.c.id), None),
     "text with typed columns": lambda: (
         text(f"SELECT id, status FROM {things.name} ORDER BY id").columns(
@@ -275,6 +296,7 @@ LONG_WAY: dict[str, Callable[[], Executable]] = {
     "in_()": lambda: select(things.c.id).where(things.c.id.in_([1, 2])),
     "execution options": lambda: select(things.c.id).execution_options(max_row_buffer=10),
     "typed text": lambda: text("SELECT 1 AS n").columns(n=Integer),
+    "text that writes": lambda: text(f"UPDATE {things.name} SET ratio = ratio WHERE id = 0"),
 }
 
 
@@ -477,3 +499,129 @@ async def test_a_rolled_back_session_s_read_sees_its_own_write_and_keeps_nothing
     async with database.engine.connect() as plain:
         kept = await plain.scalar(select(things.c.label).where(things.c.id == 6))
     assert (seen, kept) == ("cup", None)
+
+
+class Strict(TypeDecorator[int]):
+    """An integer whose bound value must be one already."""
+
+    impl = Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> int:
+        if not isinstance(value, int):
+            raise ValueError(f"not an integer: {value!r}")
+        return value
+
+
+async def test_a_missing_key_and_a_bad_value_raise_what_sqlalchemy_raises(
+    engine: AsyncEngine,
+) -> None:
+    strict = bindparam("wanted", type_=Strict)
+
+    async def run(connection: AsyncConnection) -> Any:
+        row = (await connection.execute(select(things.c.id).where(things.c.id == 1))).one()
+        with pytest.raises(exc.NoSuchColumnError) as missing:
+            row._mapping["nope"]
+        with pytest.raises(exc.StatementError) as bad:
+            await connection.execute(
+                select(things.c.id).where(things.c.id == strict), {"wanted": "1"}
+            )
+        return str(missing.value), type(bad.value), str(bad.value.orig)
+
+    ours, theirs = await both(engine, run)
+
+    assert ours == theirs
+
+
+needs_postgres = pytest.mark.skipif(not ON_POSTGRES, reason="needs TEST_DATABASE_URL on PostgreSQL")
+
+
+@needs_postgres
+async def test_columns_renamed_by_another_connection_are_read_by_their_new_names(
+    engine: AsyncEngine,
+) -> None:
+    everything = text(f"SELECT * FROM {things.name} WHERE id = 1")
+    async with PortConnection(engine) as port:
+        before = list((await port.execute(everything)).keys())
+    async with engine.begin() as other:
+        await other.execute(text(f"ALTER TABLE {things.name} RENAME COLUMN ratio TO share"))
+    await engine.dispose()  # new connections, no plan prepared: the same compiled statement
+    async with PortConnection(engine) as port:
+        after = list((await port.execute(everything)).keys())
+
+    assert "ratio" in before and "share" in after and "ratio" not in after
+
+
+@needs_postgres
+async def test_a_plan_gone_stale_after_a_type_change_is_prepared_again(
+    database_settings: DatabaseSettings,
+) -> None:
+    engine = database_settings.create_async_engine(pool_size=1, max_overflow=0)
+    table = f"direct_stale_{TABLE_SUFFIX}"
+    read = text(f"SELECT * FROM {table}")
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
+            await connection.execute(text(f"CREATE TABLE {table} (id int, v int)"))
+            await connection.execute(text(f"INSERT INTO {table} VALUES (1, 2)"))
+        async with PortConnection(engine) as port:  # the one pooled connection prepares it
+            await port.execute(read)
+        other = database_settings.create_async_engine()
+        async with other.begin() as connection:
+            await connection.execute(text(f"ALTER TABLE {table} ALTER COLUMN v TYPE bigint"))
+        await other.dispose()
+        attempts: list[str] = []
+        async with PortConnection(engine) as port:
+            for _ in range(3):
+                try:
+                    attempts.append(repr((await port.execute(read)).all()))
+                except exc.DBAPIError as error:
+                    attempts.append(type(error).__name__)
+                await port.rollback()
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        await engine.dispose()
+
+    # As through SQLAlchemy: at most the first read fails, and the plan is made anew.
+    assert attempts[1:] == ["[(1, 2)]", "[(1, 2)]"]
+
+
+@needs_postgres
+async def test_a_cancelled_read_invalidates_its_connection(engine: AsyncEngine) -> None:
+    async def run(connection: AsyncConnection) -> Any:
+        backend = await connection.scalar(select(func.pg_backend_pid()))
+        await connection.commit()
+        reading = asyncio.ensure_future(connection.execute(select(func.pg_sleep(5))))
+        await asyncio.sleep(0.3)
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        invalidated = connection.invalidated
+        await connection.rollback()
+        async with engine.connect() as fresh:
+            reused = await fresh.scalar(select(func.pg_backend_pid())) == backend
+        return invalidated, reused
+
+    ours, theirs = await both(engine, run)
+
+    assert ours == theirs == (True, False)
+
+
+@needs_postgres
+async def test_a_read_after_a_failed_savepoint_waits_for_the_rollback(engine: AsyncEngine) -> None:
+    async def run(connection: AsyncConnection) -> Any:
+        await connection.execute(select(things.c.id))
+        savepoint = await connection.begin_nested()
+        with pytest.raises(exc.DBAPIError):
+            await connection.execute(text("SELECT 1/0"))
+        with pytest.raises(exc.DBAPIError):
+            await savepoint.commit()
+        with pytest.raises(exc.PendingRollbackError) as refused:
+            await connection.execute(select(things.c.id))
+        await connection.rollback()
+        return str(refused.value)
+
+    ours, theirs = await both(engine, run)
+
+    assert ours == theirs
