@@ -101,11 +101,15 @@ class AsyncDatabase:
         finally:
             await self.stop()
 
-    def _new_session(self) -> AsyncSession:
+    def _new_session(self, **options: Any) -> AsyncSession:
         if self._sessions is None:
             self.engine  # noqa: B018 - raises the explanatory error
         assert self._sessions is not None
-        return self._sessions()
+        return self._sessions(**options)
+
+    async def _new_connection(self) -> AsyncConnection:
+        """A started Core connection whose reads take the short way (``PortConnection``)."""
+        return await PortConnection(self.engine).start()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -121,7 +125,7 @@ class AsyncDatabase:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A Core connection in a transaction: committed on success, rolled back on error."""
-        connection = await PortConnection(self.engine).start()
+        connection = await self._new_connection()
         async with _Finishing(_sync(connection), commit=not ROLLBACK_ONLY.get()):
             yield connection  # which begins its transaction when it first executes
 
@@ -130,12 +134,7 @@ class AsyncDatabase:
         """A session whose work, commits included, is rolled back at the end."""
         async with self.engine.connect() as connection:
             await connection.begin()
-            session = PortAsyncSession(
-                connection,
-                expire_on_commit=False,
-                join_transaction_mode="rollback_only",
-                sync_session_class=PortSession,
-            )
+            session = self._new_session(bind=connection, join_transaction_mode="rollback_only")
             try:
                 yield session
             finally:
@@ -195,7 +194,7 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 async def request_connection(request: Request) -> AsyncIterator[AsyncConnection]:
     """The per-request Core connection of the app's :class:`AsyncDatabase`."""
-    connection = await PortConnection(installed_database(request).engine).start()
+    connection = await installed_database(request)._new_connection()
     async with _Finishing(_sync(connection), commit=not ROLLBACK_ONLY.get()):
         yield connection  # which begins its transaction when it first executes
 

@@ -202,9 +202,8 @@ class PortAsyncSession(AsyncSession):
         """Whether ``Session.execute`` would only hand the statement to its connection."""
         session = self.sync_session
         return (
-            _SHORT_WAY_OPEN
-            and session.bind is not None
-            and session.bind.dialect.driver == "asyncpg"  # else not worth a connection() call
+            session.bind is not None
+            and _short_way_open(session.bind.dialect)  # else not worth a connection() call
             and (params is None or isinstance(params, Mapping))
             and not options
             and not bind_arguments
@@ -214,6 +213,11 @@ class PortAsyncSession(AsyncSession):
             and not session.binds  # a table or mapper bound elsewhere: get_bind decides
             and all(listener is _refuse_lazy_load for listener in session.dispatch.do_orm_execute)
         )
+
+
+def _short_way_open(dialect: Any) -> bool:
+    """Whether the short way can run on *dialect*: asyncpg, on SQLAlchemy 2.1."""
+    return _SHORT_WAY_OPEN and dialect.driver == "asyncpg"
 
 
 def _core_read(statement: Any) -> bool:
@@ -226,8 +230,7 @@ def _takes_short_way(connection: Connection, statement: Any) -> bool:
         return False
     dialect = connection.dialect
     return (
-        _SHORT_WAY_OPEN
-        and dialect.driver == "asyncpg"
+        _short_way_open(dialect)
         and not statement._execution_options
         and not connection._execution_options
         and not _sees_statements(connection)
